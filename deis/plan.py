@@ -1,0 +1,156 @@
+"""Checked options and cached per-step coefficients: everything the sampler loop needs, on the host.
+
+A plan is computed once per (exact float64 sigmas, variant, degree or tableau,
+parameterisation, time map, lower_order_final) and then shared through the cache. Every
+number in it is a Python float, so the loop applies it to tensors of any dtype and device
+without a host-device synchronisation.
+
+Every update in a plan has one form, the data form
+
+    x_next = alpha_next * D_0 + sum_k weights[k] * eps_hat_k
+
+where ``D_0`` is the denoised value at the start of the step. For a multistep step the
+``eps_hat_k`` are the history, newest first; for a Runge-Kutta stage or step they are the
+step's stages in order. DDIM is ``weights = (sigma_next,)``.
+"""
+
+from collections import namedtuple
+
+import numpy as np
+
+from .cache import default_cache
+from .coefficients import (MAX_DEGREE, TABLEAUS, ab_coefficients, data_form_weights,
+                           interpolation_nodes, step_degrees)
+from .parameterisation import get_parameterisation
+from .timemaps import TimeMap, default_time_map
+
+MULTISTEP_VARIANTS = ("tab", "rhoab", "logrhoab", "ipndm", "ipndm_v")
+VARIANTS = MULTISTEP_VARIANTS + ("rhork",)
+DEFAULT_DEGREE = 3
+DEFAULT_TABLEAU = "kutta3"
+
+Update = namedtuple("Update", "alpha_next weights")
+Stage = namedtuple("Stage", "sigma_index alpha inv_sigma update")
+Step = namedtuple("Step", "alpha inv_sigma stages update")
+Plan = namedtuple("Plan", "family steps history stage_sigmas options")
+
+
+def host_sigmas(sigmas):
+    """``sigmas`` as a checked float64 numpy array (a torch tensor is copied to the host once)."""
+    if hasattr(sigmas, "detach"):
+        sigmas = sigmas.detach().to("cpu").double().numpy()
+    sigmas = np.asarray(sigmas, dtype=np.float64)
+    if sigmas.ndim != 1:
+        raise ValueError(f"sigmas must be a 1-D schedule; got shape {tuple(sigmas.shape)}")
+    if sigmas.size < 2:
+        raise ValueError(f"sigmas must hold at least 2 values (a start and an end); got {sigmas.size}")
+    if not np.all(np.isfinite(sigmas)):
+        raise ValueError(f"sigmas must be finite; got {sigmas[~np.isfinite(sigmas)][0]} in {sigmas.tolist()}")
+    steps = np.diff(sigmas)
+    if np.any(steps >= 0):
+        i = int(np.flatnonzero(steps >= 0)[0])
+        raise ValueError(f"sigmas must decrease strictly; sigma[{i}] = {sigmas[i]:g} is followed by "
+                         f"sigma[{i + 1}] = {sigmas[i + 1]:g}")
+    if sigmas[-1] < 0:
+        raise ValueError(f"sigmas must not be negative; the schedule ends at {sigmas[-1]:g}")
+    return sigmas
+
+
+def resolve_options(variant="tab", degree=None, tableau=None, parameterisation="ve", time_map=None,
+                    lower_order_final=None):
+    """Check the options and fill in defaults. Returns a dict of the resolved options."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown DEIS variant {variant!r}; expected one of {', '.join(VARIANTS)}")
+    param = get_parameterisation(parameterisation)
+    if variant == "rhork":
+        if degree is not None:
+            raise ValueError("degree applies to the multistep variants; rhoRK's order comes from its tableau")
+        if time_map is not None:
+            raise ValueError("time_map applies only to tAB; rhoRK steps in rho")
+        if lower_order_final is not None:
+            raise ValueError("lower_order_final applies to the multistep variants; "
+                             "rhoRK always ends with a DDIM step into sigma = 0")
+        tableau = DEFAULT_TABLEAU if tableau is None else tableau
+        if tableau not in TABLEAUS:
+            raise ValueError(f"unknown Runge-Kutta tableau {tableau!r}; expected one of {', '.join(TABLEAUS)}")
+        return dict(variant=variant, tableau=tableau, parameterisation=param)
+
+    if tableau is not None:
+        raise ValueError(f"tableau applies only to variant 'rhork', not {variant!r}")
+    degree = DEFAULT_DEGREE if degree is None else degree
+    if isinstance(degree, bool) or not isinstance(degree, (int, np.integer)) or not 0 <= degree <= MAX_DEGREE:
+        raise ValueError(f"degree must be an integer from 0 to {MAX_DEGREE} (tAB1 is degree 1); got {degree!r}")
+    if variant == "tab":
+        if time_map is None:
+            time_map = default_time_map(param.name)
+        elif not isinstance(time_map, TimeMap):
+            raise ValueError(f"time_map must be a deis.timemaps.TimeMap; got {time_map!r}")
+    elif time_map is not None:
+        raise ValueError(f"time_map applies only to tAB, not {variant!r}")
+    lower_order_final = True if lower_order_final is None else bool(lower_order_final)
+    return dict(variant=variant, degree=int(degree), parameterisation=param, time_map=time_map,
+                lower_order_final=lower_order_final)
+
+
+def cache_key(sigmas, options):
+    time_map = options.get("time_map")
+    return (options["variant"], options.get("degree"), options.get("tableau"), options["parameterisation"].name,
+            None if time_map is None else time_map.key, options.get("lower_order_final"), sigmas.tobytes())
+
+
+def get_plan(sigmas, cache=None, **options):
+    """The cached plan for a schedule and sampler options (see ``resolve_options``)."""
+    options = resolve_options(**options)
+    sigmas = host_sigmas(sigmas)
+    options["parameterisation"].check_sigmas(sigmas)
+    cache = default_cache if cache is None else cache
+    return cache.get(cache_key(sigmas, options), lambda: compute_plan(sigmas, options))
+
+
+def compute_plan(sigmas, options):
+    if options["variant"] == "rhork":
+        return runge_kutta_plan(sigmas, options)
+    return multistep_plan(sigmas, options)
+
+
+def multistep_plan(sigmas, options):
+    param, variant = options["parameterisation"], options["variant"]
+    rho, alpha = param.rho(sigmas), param.alpha(sigmas)
+    v = interpolation_nodes(variant, rho, options["time_map"])
+    degrees = step_degrees(v, options["degree"], sigmas[-1] == 0, options["lower_order_final"])
+    weights = data_form_weights(sigmas, alpha, ab_coefficients(variant, rho, degrees, options["time_map"]))
+    alpha, inv_sigma = alpha.tolist(), (1.0 / sigmas[:-1]).tolist()
+    steps = tuple(Step(alpha[i], inv_sigma[i], (), Update(alpha[i + 1], tuple(w.tolist())))
+                  for i, w in enumerate(weights))
+    return Plan("multistep", steps, int(degrees.max()) + 1, (), options)
+
+
+def runge_kutta_plan(sigmas, options):
+    """Classical RK in rho on ``d xh / d rho = eps_hat``; a stage at ``rho_s`` runs the model at ``sigma(rho_s)``.
+
+    The flow start (rho = inf) and the step into sigma = 0 are DDIM steps: RK cannot start
+    from an infinite rho, and a stage at sigma = 0 has no eps_hat.
+    """
+    param, tableau = options["parameterisation"], TABLEAUS[options["tableau"]]
+    rho, alpha = param.rho(sigmas), param.alpha(sigmas)
+    stage_sigmas, steps = [], []
+
+    def update(sigma_to, alpha_to, h, row):
+        history = alpha_to * h * np.asarray(row[1:], dtype=np.float64)
+        return Update(float(alpha_to), (float(sigma_to - history.sum()),) + tuple(history.tolist()))
+
+    for i in range(sigmas.size - 1):
+        if not np.isfinite(rho[i]) or sigmas[i + 1] == 0:
+            ddim = Update(float(alpha[i + 1]), (float(sigmas[i + 1]),))
+            steps.append(Step(float(alpha[i]), float(1.0 / sigmas[i]), (), ddim))
+            continue
+        h = rho[i + 1] - rho[i]
+        stages = []
+        for c, row in zip(tableau.c[1:], tableau.a[1:]):
+            sigma_s = float(sigmas[i + 1] if c == 1 else param.sigma_from_rho(rho[i] + c * h))
+            alpha_s = float(param.alpha(sigma_s))
+            stages.append(Stage(len(stage_sigmas), alpha_s, 1.0 / sigma_s, update(sigma_s, alpha_s, h, row)))
+            stage_sigmas.append(float(sigma_s))
+        steps.append(Step(float(alpha[i]), float(1.0 / sigmas[i]), tuple(stages),
+                          update(sigmas[i + 1], alpha[i + 1], h, tableau.b)))
+    return Plan("runge_kutta", tuple(steps), tableau.stages, tuple(stage_sigmas), options)

@@ -1,0 +1,130 @@
+"""An independent, high-precision computation of the multistep DEIS coefficients (mpmath).
+
+It shares nothing with deis.coefficients but the definition
+``C_ij = integral from rho_i to rho_{i+1} of L_j(v(rho)) d rho``: the Lagrange basis is
+built as a polynomial in mpmath, the time maps are written again from their formulas,
+and the integrals are either exact antiderivatives or tanh-sinh quadrature in rho
+(never the Gauss-Legendre panels in log rho that the package uses).
+"""
+
+import mpmath as mp
+
+mp.mp.dps = 30
+
+
+def rho_of_sigma(sigma, parameterisation):
+    sigma = mp.mpf(sigma)
+    if parameterisation == "flow":
+        return mp.inf if sigma == 1 else sigma / (1 - sigma)
+    return sigma
+
+
+def _mul_linear(poly, node, scale):
+    """poly(t) * (t - node) / scale, highest power first."""
+    out = [mp.mpf(0)] * (len(poly) + 1)
+    for m, a in enumerate(poly):
+        out[m] += a / scale
+        out[m + 1] -= a * node / scale
+    return out
+
+
+def lagrange_basis(nodes, j):
+    poly = [mp.mpf(1)]
+    for k, node in enumerate(nodes):
+        if k != j:
+            poly = _mul_linear(poly, node, nodes[j] - node)
+    return poly
+
+
+def derivative(poly):
+    n = len(poly) - 1
+    return [a * (n - m) for m, a in enumerate(poly[:-1])] or [mp.mpf(0)]
+
+
+class VPLinear:
+    def __init__(self, beta_min=0.1, beta_max=20.0):
+        self.b0, self.bd = mp.mpf(beta_min), mp.mpf(beta_max) - mp.mpf(beta_min)
+
+    def t(self, rho):
+        if rho == mp.inf:
+            return mp.inf
+        return (mp.sqrt(self.b0 ** 2 + 2 * self.bd * mp.log(1 + rho ** 2)) - self.b0) / self.bd
+
+
+class Flow:
+    def t(self, rho):
+        return mp.mpf(1) if rho == mp.inf else rho / (1 + rho)
+
+
+class Table:
+    """Fractional index into a sigma table, log-linear between entries and beyond both ends."""
+
+    def __init__(self, sigmas):
+        self.log_sigmas = [mp.log(mp.mpf(float(s))) for s in sigmas]
+
+    def segment(self, t):
+        """The table segment used at time t: [k, k+1], extended past both ends."""
+        last = len(self.log_sigmas) - 2
+        return last if t == mp.inf else 0 if t == -mp.inf else min(max(int(mp.floor(t)), 0), last)
+
+    def t(self, rho):
+        if rho == mp.inf:
+            return mp.inf
+        l, ls = mp.log(rho), self.log_sigmas
+        k = max((n for n in range(len(ls) - 1) if ls[n] <= l), default=0)
+        k = min(k, len(ls) - 2)
+        return k + (l - ls[k]) / (ls[k + 1] - ls[k])
+
+    def integral(self, poly, t_from, t_to):
+        """integral of poly(t) d rho(t) from t_from to t_to, exactly, segment by segment.
+
+        On a segment ``rho = exp(a + b t)``, and ``poly(t) b e^(a + b t)`` has the antiderivative
+        ``e^(a + b t) * sum_n (-1)^n poly^(n)(t) / b^n``.
+        """
+        lo, hi = sorted((t_from, t_to))
+        total = mp.mpf(0)
+        first, last = self.segment(lo), self.segment(hi)
+        for k in range(first, last + 1):
+            slope = self.log_sigmas[k + 1] - self.log_sigmas[k]
+            a = self.log_sigmas[k] - k * slope
+            left = lo if k == first else mp.mpf(k)
+            right = hi if k == last else mp.mpf(k + 1)
+            total += self._antiderivative(poly, a, slope, right) - self._antiderivative(poly, a, slope, left)
+        return total if t_to > t_from else -total
+
+    @staticmethod
+    def _antiderivative(poly, a, b, t):
+        if t == -mp.inf:
+            return mp.mpf(0)
+        total, p, n = mp.mpf(0), poly, 0
+        while any(c != 0 for c in p):
+            total += (-1) ** n * mp.polyval(p, t) / b ** n
+            p, n = derivative(p), n + 1
+        return mp.exp(a + b * t) * total
+
+
+def coefficients(variant, sigmas, parameterisation, i, degree, time_map=None):
+    """``C_i0..C_ir`` for step i with the r = ``degree`` previous nodes (floats)."""
+    rho = [rho_of_sigma(s, parameterisation) for s in sigmas]
+    if rho[i + 1] == 0 and (variant == "logrhoab" or isinstance(time_map, Table)):
+        variant = "rhoab"  # log rho and a table's time are -inf at rho = 0: the package steps in rho
+    if variant == "rhoab":
+        v = lambda x: x  # noqa: E731
+    elif variant == "logrhoab":
+        v = mp.log
+    else:
+        v = time_map.t
+    nodes = [v(rho[i - k]) for k in range(degree + 1)]
+    return [float(integral(variant, lagrange_basis(nodes, j), rho[i], rho[i + 1], time_map))
+            for j in range(degree + 1)]
+
+
+def integral(variant, poly, rho_from, rho_to, time_map=None):
+    """integral from rho_from to rho_to of poly(v(rho)) d rho, for the variant's variable v."""
+    if variant == "rhoab":
+        antiderivative = [a / (len(poly) - m) for m, a in enumerate(poly)] + [0]
+        return mp.polyval(antiderivative, rho_to) - mp.polyval(antiderivative, rho_from)
+    if variant == "tab" and isinstance(time_map, Table):
+        return time_map.integral(poly, time_map.t(rho_from), time_map.t(rho_to))
+    v = mp.log if variant == "logrhoab" else time_map.t
+    return -mp.quad(lambda x: mp.polyval(poly, v(x)), [rho_to, rho_from])

@@ -1,0 +1,274 @@
+"""Schedules, shapes, dtypes, callbacks, the cache, and bad input."""
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from benchmarks import schedules
+from benchmarks.problems import GAUSSIAN, MIXTURE, relative_error
+from deis import CoefficientCache, DiscreteVPTime, VPLinearTime, get_plan, sample_deis
+
+CONFIGS = [
+    dict(variant="tab", degree=3), dict(variant="rhoab", degree=3), dict(variant="logrhoab", degree=3),
+    dict(variant="ipndm", degree=3), dict(variant="ipndm_v", degree=2), dict(variant="rhork", tableau="rk4"),
+]
+IDS = [f"{c['variant']}-{c.get('degree', c.get('tableau'))}" for c in CONFIGS]
+
+
+def noise(*shape, seed=0, dtype=torch.float64):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(dtype)
+
+
+def karras(n, sigma_max=80.0):
+    return torch.from_numpy(schedules.karras(n, 0.002, sigma_max))
+
+
+@pytest.mark.parametrize("options", CONFIGS, ids=IDS)
+def test_a_schedule_ending_above_zero_returns_x_at_its_last_sigma(options):
+    sigmas = karras(60)
+    x = noise(1, 2, 8, 8) * 80.0
+    head, tail = sigmas[:35], sigmas[34:]
+    middle = sample_deis(MIXTURE.denoiser(), x, head, disable=True, **options)
+    assert relative_error(middle, MIXTURE.reference(x.numpy(), 80.0, float(head[-1]))) < 2e-3
+    # the rest, chained with fresh history, pays only for its lower-order warm start
+    chained = sample_deis(MIXTURE.denoiser(), middle, tail, disable=True, **options)
+    whole = sample_deis(MIXTURE.denoiser(), x, sigmas, disable=True, **options)
+    exact = MIXTURE.reference(x.numpy(), 80.0, 0.0)
+    assert relative_error(whole, exact) < 2e-3 and relative_error(chained, exact) < 1e-2
+
+
+@pytest.mark.parametrize("options", CONFIGS, ids=IDS)
+@pytest.mark.parametrize("sigma_next", [0.0, 2.0])
+def test_a_single_step_is_ddim(options, sigma_next):
+    x = noise(2, 3, 4, 4) * 10.0
+    model = MIXTURE.denoiser()
+    out = sample_deis(model, x, torch.tensor([10.0, sigma_next], dtype=torch.float64), disable=True, **options)
+    denoised = model(x, torch.full([2], 10.0, dtype=torch.float64))
+    ddim = denoised + sigma_next / 10.0 * (x - denoised)
+    if options["variant"] == "rhork" and sigma_next > 0:  # one RK4 step: better than DDIM
+        exact = MIXTURE.reference(x.numpy(), 10.0, 2.0)
+        assert relative_error(out, exact) < 0.7 * relative_error(ddim, exact)
+    else:
+        torch.testing.assert_close(out, ddim, rtol=1e-14, atol=1e-14)
+
+
+@pytest.mark.parametrize("options", CONFIGS, ids=IDS)
+def test_a_schedule_starting_below_sigma_max_starts_with_empty_history(options):
+    sigmas = karras(30, sigma_max=3.0)  # img2img / denoise < 1
+    x = noise(1, 1, 8, 8) + noise(1, 1, 8, 8, seed=1) * 3.0
+    first = []
+    out = sample_deis(MIXTURE.denoiser(), x, sigmas, disable=True,
+                      callback=lambda d: first.append(d["x"]) if d["i"] == 1 else None, **options)
+    denoised = MIXTURE.denoiser()(x, sigmas[:1])
+    if options["variant"] != "rhork":
+        torch.testing.assert_close(first[0], denoised + sigmas[1] / sigmas[0] * (x - denoised))
+    assert relative_error(out, MIXTURE.reference(x.numpy(), 3.0, 0.0)) < 5e-3
+
+
+@pytest.mark.parametrize("options", CONFIGS, ids=IDS)
+def test_batch_elements_and_5d_latents_are_sampled_independently(options):
+    sigmas = karras(12)
+    x = noise(3, 2, 3, 4, 4) * 80.0  # batch 3, video-like 5-D
+    batch = sample_deis(MIXTURE.denoiser(), x, sigmas, disable=True, **options)
+    assert batch.shape == x.shape
+    for b in range(3):
+        alone = sample_deis(MIXTURE.denoiser(), x[b:b + 1].reshape(1, 6, 4, 4), sigmas, disable=True, **options)
+        torch.testing.assert_close(batch[b:b + 1].reshape(1, 6, 4, 4), alone, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("options", CONFIGS, ids=IDS)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("form", ["ve", "flow"])
+def test_half_precision_latents_stay_close_to_float32(options, dtype, form):
+    sigmas = (torch.from_numpy(schedules.flow_shift(10)) if form == "flow" else karras(10)).float()
+    z = noise(2, 4, 16, 16, dtype=torch.float32)
+    x = z if form == "flow" else z * 80.0
+    model = GAUSSIAN.denoiser(form)
+    reference = sample_deis(model, x, sigmas, disable=True, parameterisation=form, **options)
+    out = sample_deis(model, x.to(dtype), sigmas, disable=True, parameterisation=form, **options)
+    assert out.dtype == dtype and torch.isfinite(out).all()
+    assert relative_error(out.float(), reference.numpy()) < 1e-2
+
+
+@pytest.mark.parametrize("options", CONFIGS, ids=IDS)
+def test_callback_runs_once_per_step_with_the_current_x_and_true_denoised(options):
+    sigmas = karras(7)
+    x = noise(1, 1, 4, 4) * 80.0
+    model = MIXTURE.denoiser()
+    calls = []
+    out = sample_deis(model, x, sigmas, disable=True, callback=calls.append, **options)
+    assert [c["i"] for c in calls] == list(range(7))
+    assert torch.equal(calls[0]["x"], x)
+    for c in calls:
+        assert set(c) == {"x", "i", "sigma", "sigma_hat", "denoised"}
+        assert c["sigma"] == sigmas[c["i"]] and c["sigma_hat"] == sigmas[c["i"]]
+        torch.testing.assert_close(c["denoised"], model(c["x"], c["sigma"].reshape(1)))
+    assert torch.equal(calls[-1]["denoised"], out)  # the last step into 0 is x = D
+
+
+def test_progress_bar_honours_disable(capsys):
+    sigmas, x = karras(5), noise(1, 1, 2, 2)
+    sample_deis(MIXTURE.denoiser(), x, sigmas, disable=True)
+    assert capsys.readouterr().err == ""
+    sample_deis(MIXTURE.denoiser(), x, sigmas, disable=False)
+    assert "5/5" in capsys.readouterr().err
+
+
+class NoSyncTensor(torch.Tensor):
+    """Raises on every operation that would make the host wait for the device, once armed."""
+
+    armed = False
+    SYNCING = {torch.Tensor.item, torch.Tensor.__bool__, torch.Tensor.__float__, torch.Tensor.__int__,
+               torch.Tensor.__index__, torch.Tensor.tolist, torch.Tensor.numpy, torch.Tensor.cpu}
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        if cls.armed and func in cls.SYNCING:
+            raise AssertionError(f"host-device synchronisation in the step loop: {func.__name__}")
+        return super().__torch_function__(func, types, args, kwargs or {})
+
+
+@pytest.mark.parametrize("options", CONFIGS, ids=IDS)
+def test_the_step_loop_never_synchronises(options):
+    sigmas = karras(10).as_subclass(NoSyncTensor)
+    x = (noise(1, 2, 4, 4) * 80.0).as_subclass(NoSyncTensor)
+    inner = MIXTURE.denoiser()
+
+    def model(x, sigma):
+        NoSyncTensor.armed = True  # everything before the first model call may read the host
+        return inner(x.as_subclass(torch.Tensor), sigma.as_subclass(torch.Tensor)).as_subclass(NoSyncTensor)
+
+    try:
+        out = sample_deis(model, x, sigmas, disable=True, callback=lambda d: None, **options)
+    finally:
+        NoSyncTensor.armed = False
+    assert torch.isfinite(out.as_subclass(torch.Tensor)).all()
+    with pytest.raises(AssertionError):  # the trap works
+        NoSyncTensor.armed = True
+        try:
+            bool(sigmas[0] > 0)
+        finally:
+            NoSyncTensor.armed = False
+
+
+# --------------------------------------------------------------------------- cache
+
+def test_cache_hits_on_the_exact_same_schedule_and_options():
+    cache = CoefficientCache(maxsize=8)
+    sigmas = schedules.sd15_karras(20)
+    first = get_plan(sigmas, cache=cache, variant="tab", degree=3, time_map=schedules.SD15)
+    again = get_plan(torch.tensor(sigmas), cache=cache, variant="tab", degree=3,
+                     time_map=DiscreteVPTime(schedules.SD15.sigmas.copy()))
+    assert again is first and cache.info()[:3] == (1, 1, 1)
+    nudged = sigmas.copy()
+    nudged[3] = np.nextafter(nudged[3], 0)
+    for key_change in [dict(sigmas=nudged), dict(degree=2), dict(variant="rhoab", time_map=None),
+                       dict(time_map=VPLinearTime()), dict(lower_order_final=False)]:
+        options = dict(sigmas=sigmas, variant="tab", degree=3, time_map=schedules.SD15) | key_change
+        assert get_plan(cache=cache, **options) is not first
+    flow = schedules.flow_shift(20)
+    assert get_plan(flow, cache=cache, parameterisation="flow") is not get_plan(flow, cache=cache)
+    assert cache.info().misses == 8 and cache.info().size == 8
+
+
+def test_cache_is_bounded_lru():
+    cache = CoefficientCache(maxsize=3)
+    plans = [get_plan(schedules.edm(n), cache=cache) for n in (5, 6, 7)]
+    assert get_plan(schedules.edm(5), cache=cache) is plans[0]  # 5 is now most recent
+    get_plan(schedules.edm(8), cache=cache)  # evicts 6
+    assert cache.info().size == 3
+    assert get_plan(schedules.edm(5), cache=cache) is plans[0]
+    assert get_plan(schedules.edm(6), cache=cache) is not plans[1]
+
+
+def test_cache_is_thread_safe():
+    cache = CoefficientCache(maxsize=4)
+    results, errors = [], []
+
+    def work(k):
+        try:
+            for n in range(50):
+                results.append((n % 6, get_plan(schedules.edm(5 + n % 6), cache=cache)))
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    info = cache.info()
+    assert info.hits + info.misses == 400 and info.size <= 4
+    for n in range(6):  # every plan for a schedule is the same numbers
+        steps = {p.steps for m, p in results if m == n}
+        assert len(steps) == 1
+
+
+# --------------------------------------------------------------------------- bad input
+
+BAD_SIGMAS = [
+    ([], "at least 2"), ([5.0], "at least 2"), ([1.0, 2.0, 0.0], "decrease strictly"),
+    ([3.0, 3.0, 0.0], "decrease strictly"), ([3.0, float("nan"), 0.0], "finite"),
+    ([float("inf"), 1.0, 0.0], "finite"), ([3.0, 1.0, -0.5], "negative"), ([[3.0, 0.0]], "1-D"),
+]
+
+
+@pytest.mark.parametrize("sigmas, message", BAD_SIGMAS)
+def test_bad_sigmas_are_named(sigmas, message):
+    with pytest.raises(ValueError, match=message):
+        sample_deis(MIXTURE.denoiser(), noise(1, 1, 2, 2), torch.tensor(sigmas, dtype=torch.float64))
+
+
+BAD_OPTIONS = [
+    (dict(variant="dpmpp"), "unknown DEIS variant"),
+    (dict(degree=4), "degree must be an integer from 0 to 3"),
+    (dict(degree=-1), "degree must be"),
+    (dict(degree=2.5), "degree must be"),
+    (dict(degree=True), "degree must be"),
+    (dict(parameterisation="vp"), "unknown parameterisation"),
+    (dict(variant="rhork", tableau="rk45"), "unknown Runge-Kutta tableau"),
+    (dict(variant="tab", tableau="rk4"), "tableau applies only"),
+    (dict(variant="rhork", degree=2), "degree applies to the multistep"),
+    (dict(variant="rhoab", time_map=VPLinearTime()), "time_map applies only to tAB"),
+    (dict(variant="rhork", time_map=VPLinearTime()), "time_map applies only to tAB"),
+    (dict(variant="rhork", lower_order_final=False), "lower_order_final applies"),
+    (dict(time_map="sd15"), "time_map must be"),
+]
+
+
+@pytest.mark.parametrize("options, message", BAD_OPTIONS)
+def test_bad_options_are_named(options, message):
+    with pytest.raises(ValueError, match=message):
+        sample_deis(MIXTURE.denoiser(), noise(1, 1, 2, 2), karras(5), **options)
+
+
+def test_flow_sigmas_above_one_are_rejected():
+    with pytest.raises(ValueError, match=r"flow sigmas must lie in \[0, 1\]"):
+        sample_deis(MIXTURE.denoiser("flow"), noise(1, 1, 2, 2), karras(5), parameterisation="flow")
+
+
+def test_integer_latents_are_rejected():
+    with pytest.raises(ValueError, match="floating-point"):
+        sample_deis(MIXTURE.denoiser(), torch.zeros(1, 1, 2, 2, dtype=torch.int64), karras(5))
+
+
+def test_bad_time_map_tables_are_rejected():
+    for table, message in [([1.0], "at least 2"), ([1.0, 0.5], "strictly increasing"), ([0.0, 1.0], "positive")]:
+        with pytest.raises(ValueError, match=message):
+            DiscreteVPTime(table)
+    with pytest.raises(ValueError, match="beta_min"):
+        VPLinearTime(beta_min=0.0)
+
+
+def test_sigmas_as_a_list_or_in_another_dtype_work():
+    x = noise(1, 1, 4, 4, dtype=torch.float32) * 80.0
+    sigmas = karras(8)
+    expected = sample_deis(MIXTURE.denoiser(), x, sigmas.float(), disable=True)
+    from_list = sample_deis(MIXTURE.denoiser(), x, sigmas.float().tolist(), disable=True)
+    torch.testing.assert_close(from_list, expected)
+    from_float64 = sample_deis(MIXTURE.denoiser(), x, sigmas, disable=True)
+    assert from_float64.dtype == torch.float32
+    torch.testing.assert_close(from_float64, expected, rtol=1e-5, atol=1e-5)
