@@ -67,8 +67,9 @@ class VPLinearTime(TimeMap):
 
     def __init__(self, beta_min=0.1, beta_max=20.0):
         beta_min, beta_max = float(beta_min), float(beta_max)
-        if not (np.isfinite(beta_min) and np.isfinite(beta_max) and 0 < beta_min <= beta_max):
-            raise ValueError(f"VP-linear time map needs 0 < beta_min <= beta_max; got {beta_min}, {beta_max}")
+        if not (np.isfinite(beta_min) and np.isfinite(beta_max) and 0 <= beta_min <= beta_max and beta_max > 0):
+            raise ValueError(f"VP-linear time map needs 0 <= beta_min <= beta_max, beta_max > 0; "
+                             f"got {beta_min}, {beta_max}")
         self.beta_min, self.beta_max = beta_min, beta_max
         self.key = ("vp_linear", beta_min, beta_max)
 
@@ -77,7 +78,9 @@ class VPLinearTime(TimeMap):
         # This root form has no cancellation when B is small.
         integral_beta = np.logaddexp(0.0, 2.0 * np.asarray(l, dtype=np.float64))
         beta_d = self.beta_max - self.beta_min
-        return 2.0 * integral_beta / (np.sqrt(self.beta_min ** 2 + 2.0 * beta_d * integral_beta) + self.beta_min)
+        with np.errstate(invalid="ignore"):
+            t = 2.0 * integral_beta / (np.sqrt(self.beta_min ** 2 + 2.0 * beta_d * integral_beta) + self.beta_min)
+        return np.where(np.isinf(integral_beta), np.inf, t)
 
     def rho_of_t(self, t):
         t = np.asarray(t, dtype=np.float64)

@@ -259,8 +259,9 @@ def test_bad_time_map_tables_are_rejected():
     for table, message in [([1.0], "at least 2"), ([1.0, 0.5], "strictly increasing"), ([0.0, 1.0], "positive")]:
         with pytest.raises(ValueError, match=message):
             DiscreteVPTime(table)
-    with pytest.raises(ValueError, match="beta_min"):
-        VPLinearTime(beta_min=0.0)
+    for beta_min, beta_max in [(-0.1, 20.0), (0.0, 0.0), (5.0, 1.0), (float("nan"), 20.0)]:
+        with pytest.raises(ValueError, match="beta_min"):
+            VPLinearTime(beta_min, beta_max)
 
 
 def test_sigmas_as_a_list_or_in_another_dtype_work():

@@ -1,0 +1,23 @@
+"""Run by ComfyUI-Manager on install and by the A1111/Forge WebUI at every start.
+
+It must be idempotent, fast, work offline, exit 0, and never install or upgrade torch. The pack
+needs only numpy and tqdm besides torch, and every host already has them, so this only checks
+and says what is missing; it installs nothing.
+"""
+
+import importlib.util
+import sys
+
+REQUIRED = ("numpy", "tqdm", "torch")
+
+
+def main():
+    missing = [name for name in REQUIRED if importlib.util.find_spec(name) is None]
+    if missing:
+        print(f"[DEIS samplers] missing Python packages: {', '.join(missing)}; "
+              f"install them into this interpreter ({sys.executable}) with pip", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

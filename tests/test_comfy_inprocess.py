@@ -1,0 +1,301 @@
+"""The pack inside a real ComfyUI, in-process: registration, model awareness, and the graph cases.
+
+Needs COMFYUI_PATH (skips with a message otherwise). Models are weightless BaseModels whose
+denoiser is the exact Gaussian-mixture posterior mean (tests/comfy_support.py).
+"""
+
+import logging
+import types
+
+import pytest
+import torch
+
+import comfy_support
+from benchmarks.problems import MIXTURE, relative_error
+
+RES4LYF_NAMES = {"deis_2m", "deis_3m", "deis_2m_ode", "deis_3m_ode"}
+
+
+@pytest.fixture(scope="module")
+def comfy():
+    pack = comfy_support.import_pack()
+    import comfy.k_diffusion.sampling
+    import comfy.model_management
+    import comfy.sample
+    import comfy.samplers
+    import comfy.utils
+    import nodes as comfy_nodes
+    from comfy_extras import nodes_custom_sampler
+
+    assert comfy_nodes.__file__.startswith(str(comfy_support.comfy_path())), "ComfyUI's nodes.py must win"
+    return types.SimpleNamespace(pack=pack, samplers=comfy.samplers, sample=comfy.sample,
+                                 k_sampling=comfy.k_diffusion.sampling, nodes=comfy_nodes,
+                                 custom=nodes_custom_sampler, utils=comfy.utils,
+                                 management=comfy.model_management)
+
+
+@pytest.fixture(scope="module")
+def models(comfy):
+    return {"eps": comfy_support.exact_model("eps"), "flow": comfy_support.exact_model("flow")}
+
+
+def pack_names(comfy):
+    return list(comfy.pack.nodes.samplers.KSAMPLER_CONFIGURATIONS)
+
+
+def start_state(model, sigmas, noise, latent):
+    """The sampler's first x, as ComfyUI's KSAMPLER makes it."""
+    model_sampling = model.get_model_object("model_sampling")
+    max_denoise = float(sigmas[0]) >= float(model_sampling.sigma_max) * (1 - 1e-5)
+    return model_sampling.noise_scaling(sigmas[0], noise, latent, max_denoise).double().numpy()
+
+
+def form(kind):
+    return "flow" if kind == "flow" else "ve"
+
+
+def ksampler(comfy, model, name, scheduler="karras", steps=10, cfg=1.0, latent=None, seed=0, denoise=1.0):
+    latent = {"samples": torch.zeros(1, 4, 8, 8)} if latent is None else latent
+    cond = comfy_support.empty_conditioning()
+    return comfy.nodes.KSampler().sample(model, seed, steps, cfg, name, scheduler, cond, cond, latent,
+                                         denoise=denoise)[0]["samples"]
+
+
+# --------------------------------------------------------------------------- registration
+
+def test_every_name_is_registered_once_after_the_builtins(comfy):
+    names = pack_names(comfy)
+    assert names[0] == comfy.pack.nodes.samplers.RECOMMENDED
+    assert all(n.startswith("deis_") for n in names)
+    assert not set(names) & (RES4LYF_NAMES | {"deis"})
+    for listing in (comfy.samplers.KSAMPLER_NAMES, comfy.samplers.SAMPLER_NAMES, comfy.samplers.KSampler.SAMPLERS):
+        assert all(listing.count(n) == 1 for n in names)
+        assert listing.index(names[0]) > listing.index("deis")
+        assert getattr(comfy.k_sampling, f"sample_{names[0]}").deis_pack
+    assert comfy.samplers.SAMPLER_NAMES.index(names[0]) > comfy.samplers.SAMPLER_NAMES.index("uni_pc_bh2")
+    scheduler = comfy.pack.nodes.samplers.SCHEDULER_NAME
+    assert scheduler in comfy.samplers.SCHEDULER_HANDLERS
+    assert comfy.samplers.KSampler.SCHEDULERS.count(scheduler) == 1
+    assert "SamplerDEIS" in comfy.pack.NODE_CLASS_MAPPINGS and "DEISScheduler" in comfy.pack.NODE_CLASS_MAPPINGS
+
+
+def test_a_second_import_adds_nothing_and_foreign_functions_are_kept(comfy):
+    import importlib.util
+
+    lists = (comfy.samplers.KSAMPLER_NAMES, comfy.samplers.SAMPLER_NAMES, comfy.samplers.SCHEDULER_NAMES)
+    before = [list(lst) for lst in lists]
+    spec = importlib.util.spec_from_file_location("comfyui_deis_second_copy", comfy_support.REPO / "__init__.py",
+                                                  submodule_search_locations=[str(comfy_support.REPO)])
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert [list(lst) for lst in lists] == before
+
+    registration = comfy.pack.nodes.registration
+    foreign = lambda *a, **k: None  # noqa: E731  (another pack's function under one of our names)
+    original = comfy.k_sampling.sample_deis_tab2
+    comfy.k_sampling.sample_deis_tab2 = foreign
+    try:
+        added, skipped = registration.register_samplers(comfy.pack.nodes.samplers.SAMPLER_FUNCTIONS)
+        assert skipped == ["deis_tab2"] and comfy.k_sampling.sample_deis_tab2 is foreign
+        assert "deis_tab2" not in added
+    finally:
+        comfy.k_sampling.sample_deis_tab2 = original
+    assert [list(lst) for lst in lists] == before
+
+
+def test_model_awareness(comfy, models, caplog):
+    samplers = comfy.pack.nodes.samplers
+    model_info = comfy.pack.nodes.model_info
+    deis = comfy.pack.deis
+    eps = models["eps"].get_model_object("model_sampling")
+    flow = models["flow"].get_model_object("model_sampling")
+    assert model_info.parameterisation_of(eps) == "ve"
+    assert model_info.parameterisation_of(flow) == "flow"
+    table = model_info.time_map_of(eps, "ve")
+    assert isinstance(table, deis.DiscreteVPTime)
+    assert torch.allclose(torch.from_numpy(table.sigmas).float(), eps.sigmas)
+    assert isinstance(model_info.time_map_of(flow, "flow"), deis.FlowTime)
+
+    class Strange(torch.nn.Module):
+        sigma_min, sigma_max = 0.1, 10.0
+
+    caplog.set_level(logging.WARNING, logger="comfyui-deis")
+    assert model_info.parameterisation_of(Strange()) == "ve"
+    assert model_info.parameterisation_of(Strange()) == "ve"
+    assert sum("unknown model_sampling class Strange" in r.message for r in caplog.records) == 1
+
+    wrapped = types.SimpleNamespace(inner_model=types.SimpleNamespace(model_patcher=models["flow"]))
+    options = samplers.model_aware_options(wrapped, {"variant": "tab"})
+    assert options["parameterisation"] == "flow" and isinstance(options["time_map"], deis.FlowTime)
+    plain = samplers.model_aware_options(object(), {"variant": "tab"})
+    assert plain["parameterisation"] == "ve" and "time_map" not in plain
+
+
+# --------------------------------------------------------------------------- accuracy through KSampler
+
+@pytest.mark.parametrize("kind, scheduler", [("eps", "karras"), ("flow", "simple")])
+def test_each_registered_name_beats_euler_through_ksampler(comfy, models, kind, scheduler):
+    model, steps = models[kind], 10
+    latent = torch.zeros(1, 4, 8, 8)
+    noise = comfy.sample.prepare_noise(latent, 0)
+    sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), scheduler, steps)
+    exact = MIXTURE.reference(start_state(model, sigmas, noise, latent), float(sigmas[0]), 0.0, form(kind))
+    euler = relative_error(ksampler(comfy, model, "euler", scheduler, steps), exact)
+    tolerance = 0.6 * euler  # a tolerance that ComfyUI's euler fails at the same step count
+    for name in pack_names(comfy):
+        error = relative_error(ksampler(comfy, model, name, scheduler, steps), exact)
+        assert error < tolerance, (name, error, euler)
+
+
+@pytest.mark.parametrize("kind", ["eps", "flow"])
+def test_sampler_custom_advanced_with_sampler_deis_and_the_deis_scheduler(comfy, models, kind):
+    model = models[kind]
+    pack_nodes = comfy.pack.NODE_CLASS_MAPPINGS
+    sigmas = pack_nodes["DEISScheduler"]().get_sigmas(model, 10, 1.0, "time_uniform", 2.0, 7.0)[0]
+    assert sigmas.shape == (11,) and sigmas[-1] == 0
+    assert torch.isclose(sigmas[0], model.get_model_object("model_sampling").sigma_max.float())
+    sampler = pack_nodes["SamplerDEIS"]().get_sampler("tab", 3, "kutta3", "auto", "auto", True)[0]
+    latent = {"samples": torch.zeros(1, 4, 8, 8)}
+    noise = comfy.custom.RandomNoise().get_noise(3)[0]
+    guider = comfy.custom.CFGGuider().get_guider(model, comfy_support.empty_conditioning(),
+                                                 comfy_support.empty_conditioning(), 4.0)[0]
+    out = comfy.custom.SamplerCustomAdvanced().sample(noise, guider, sampler, sigmas, latent)[0]["samples"]
+    start = start_state(model, sigmas, noise.generate_noise(latent), latent["samples"])
+    exact = MIXTURE.reference(start, float(sigmas[0]), 0.0, form(kind))
+    euler = comfy.custom.SamplerCustomAdvanced().sample(
+        noise, guider, comfy.samplers.sampler_object("euler"), sigmas, latent)[0]["samples"]
+    assert relative_error(out, exact) < relative_error(euler, exact) / 2
+
+
+def test_every_sampler_deis_option_runs(comfy, models):
+    node = comfy.pack.NODE_CLASS_MAPPINGS["SamplerDEIS"]()
+    sigmas = comfy.samplers.calculate_sigmas(models["eps"].get_model_object("model_sampling"), "karras", 6)
+    cond = comfy_support.empty_conditioning()
+    latent = torch.zeros(1, 4, 4, 4)
+    noise = comfy.sample.prepare_noise(latent, 1)
+    for variant in comfy.pack.deis.VARIANTS:
+        for time in ("auto", "discrete_table", "vp_linear", "flow"):
+            for parameterisation in ("auto", "ve"):
+                sampler = node.get_sampler(variant, 2, "rk4", parameterisation, time, False)[0]
+                out = comfy.sample.sample_custom(models["eps"], noise, 1.0, sampler, sigmas, cond, cond, latent,
+                                                 disable_pbar=True)
+                assert torch.isfinite(out).all()
+    with pytest.raises(ValueError, match="flow sigmas must lie in"):
+        sampler = node.get_sampler("tab", 2, "rk4", "flow", "auto", False)[0]
+        comfy.sample.sample_custom(models["eps"], noise, 1.0, sampler, sigmas, cond, cond, latent, disable_pbar=True)
+
+
+# --------------------------------------------------------------------------- graph cases
+
+def test_ksampler_advanced_start_and_end_steps_chain(comfy, models):
+    model, advanced = models["eps"], comfy.nodes.KSamplerAdvanced()
+    cond = comfy_support.empty_conditioning()
+    latent = {"samples": torch.zeros(1, 4, 8, 8)}
+    name = "deis_tab3"
+    first = advanced.sample(model, "enable", 0, 20, 1.0, name, "karras", cond, cond, latent, 0, 8, "enable")[0]
+    second = advanced.sample(model, "disable", 0, 20, 1.0, name, "karras", cond, cond, first, 8, 20, "disable")[0]
+    sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "karras", 20)
+    noise = comfy.sample.prepare_noise(latent["samples"], 0)
+    start = start_state(model, sigmas, noise, latent["samples"])
+    middle = MIXTURE.reference(start, float(sigmas[0]), float(sigmas[8]))
+    assert relative_error(first["samples"], middle) < 5e-3  # a segment ends at its last sigma
+    whole = ksampler(comfy, model, name, "karras", 20)
+    exact = MIXTURE.reference(start, float(sigmas[0]), 0.0)
+    assert relative_error(second["samples"], exact) < 2e-2 and relative_error(whole, exact) < 2e-2
+
+
+def test_split_sigmas_segments_start_with_fresh_history(comfy, models):
+    model = models["flow"]
+    sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "simple", 12)
+    high, low = comfy.custom.SplitSigmas().get_sigmas(sigmas, 5)
+    latent = torch.zeros(1, 4, 8, 8)
+    noise = comfy.sample.prepare_noise(latent, 2)
+    sampler = comfy.samplers.sampler_object("deis_tab3")
+    cond = comfy_support.empty_conditioning()
+    middle = comfy.sample.sample_custom(model, noise, 1.0, sampler, high, cond, cond, latent, disable_pbar=True)
+    final = comfy.sample.sample_custom(model, torch.zeros_like(noise), 1.0, sampler, low, cond, cond, middle,
+                                       disable_pbar=True)
+    # the first segment is exactly the core sampler on those sigmas, in the flow form, with the flow time
+    deis = comfy.pack.deis
+    direct = deis.sample_deis(MIXTURE.denoiser("flow"), noise.double(), high.double(), disable=True,
+                              parameterisation="flow", time_map=deis.FlowTime())
+    ms = model.get_model_object("model_sampling")
+    torch.testing.assert_close(ms.noise_scaling(high[-1], torch.zeros_like(noise), middle, False).double(),
+                               direct, rtol=1e-4, atol=1e-4)
+    exact = MIXTURE.reference(noise.double().numpy(), 1.0, 0.0, "flow")
+    assert relative_error(final, exact) < 0.1
+
+
+def test_denoise_below_one_starts_below_sigma_max(comfy, models):
+    model = models["eps"]
+    image = torch.from_numpy(MIXTURE.means[:1]).float().expand(1, 4, 8, 8).clone()
+    latent = {"samples": image}
+    out = ksampler(comfy, model, "deis_tab3", "karras", 10, latent=latent, denoise=0.5)
+    sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "karras", 20)[-11:]
+    noise = comfy.sample.prepare_noise(image, 0)
+    start = start_state(model, sigmas, noise, image)
+    exact = MIXTURE.reference(start, float(sigmas[0]), 0.0)
+    euler = ksampler(comfy, model, "euler", "karras", 10, latent=latent, denoise=0.5)
+    assert relative_error(out, exact) < relative_error(euler, exact) / 2
+
+
+def test_inpainting_mask_keeps_the_unmasked_latent(comfy, models):
+    image = torch.full((1, 4, 8, 8), 0.5)
+    mask = torch.zeros(1, 1, 8, 8)
+    mask[..., :, :4] = 1.0  # sample the left half, keep the right half
+    out = ksampler(comfy, models["eps"], "deis_tab3", "karras", 8, latent={"samples": image, "noise_mask": mask})
+    torch.testing.assert_close(out[..., 4:], image[..., 4:])
+    assert not torch.allclose(out[..., :4], image[..., :4])
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 8, 8), (2, 4, 3, 8, 8)], ids=["batch3", "video5d"])
+def test_batches_and_video_latents(comfy, models, shape):
+    model = models["flow"]
+    latent = torch.zeros(shape)
+    out = ksampler(comfy, model, "deis_tab3", "simple", 10, latent={"samples": latent})
+    assert out.shape == shape and torch.isfinite(out).all()
+    noise = comfy.sample.prepare_noise(latent, 0)
+    exact = MIXTURE.reference(noise.double().numpy(), 1.0, 0.0, "flow")
+    euler = ksampler(comfy, model, "euler", "simple", 10, latent={"samples": latent})
+    assert relative_error(out, exact) < relative_error(euler, exact) / 2
+
+
+def test_cfg_one_and_above_one_agree_on_a_condition_free_model(comfy, models):
+    one = ksampler(comfy, models["eps"], "deis_tab2", "karras", 8, cfg=1.0)
+    seven = ksampler(comfy, models["eps"], "deis_tab2", "karras", 8, cfg=7.0)
+    torch.testing.assert_close(one, seven, rtol=1e-5, atol=1e-5)
+
+
+def test_progress_callback_once_per_step_and_cancel_between_steps(comfy, models):
+    calls, model_calls = [], []
+    model = models["eps"].clone()
+
+    def counting(apply_model, args):
+        model_calls.append(float(args["timestep"][0]))
+        return apply_model(args["input"], args["timestep"], **args["c"])
+
+    model.set_model_unet_function_wrapper(counting)
+
+    def hook(value, total, preview, **kwargs):
+        calls.append(value)
+        if value == 3:
+            comfy.management.interrupt_current_processing(True)
+        comfy.management.throw_exception_if_processing_interrupted()
+
+    comfy.utils.set_progress_bar_global_hook(hook)
+    try:
+        with pytest.raises(comfy.management.InterruptProcessingException):
+            ksampler(comfy, model, "deis_tab3", "karras", 10)
+    finally:
+        comfy.utils.set_progress_bar_global_hook(None)
+        comfy.management.interrupt_current_processing(False)
+    assert calls == [1, 2, 3] and len(model_calls) == 3
+
+    steps = []
+    comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, **kwargs: steps.append((value, total)))
+    try:
+        ksampler(comfy, models["eps"], "deis_rhork3", "karras", 6)
+    finally:
+        comfy.utils.set_progress_bar_global_hook(None)
+    assert steps == [(i, 6) for i in range(1, 7)]

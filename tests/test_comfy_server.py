@@ -1,0 +1,251 @@
+"""The pack in a real ComfyUI server: /object_info lists it, and workflows queued through /prompt run it.
+
+Needs COMFYUI_PATH (skips with a message otherwise). The server runs on 127.0.0.1 with --cpu in a
+temporary base directory whose custom_nodes/ holds this pack and a small test-only pack that
+provides weightless exact models (tests/comfy_support.py). Each workflow saves its latent with
+ComfyUI's SaveLatent; the test reads it back and checks it against the exact ODE solution.
+"""
+
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+
+import numpy as np
+import pytest
+import torch
+
+import comfy_support
+from benchmarks.problems import MIXTURE, relative_error
+from deis.timemaps import DiscreteVPTime
+
+PACK_NAMES = ["deis_ipndm", "deis_tab3", "deis_tab2", "deis_tab1", "deis_logrhoab3", "deis_rhoab3", "deis_ipndm_v",
+              "deis_rhork3"]
+SCHEDULER = "deis_time_quadratic"
+
+TEST_MODELS_PACK = '''
+import sys
+for path in ({repo!r}, {tests!r}):
+    if path not in sys.path:
+        sys.path.append(path)  # appended: ComfyUI's own "nodes" module must stay first
+import comfy_support
+
+
+class DEISTestExactModel:
+    CATEGORY = "testing"
+    RETURN_TYPES = ("MODEL", "CONDITIONING")
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {{"required": {{"kind": (["eps", "flow"],)}}}}
+
+    def load(self, kind):
+        return (comfy_support.exact_model(kind), comfy_support.empty_conditioning())
+
+
+NODE_CLASS_MAPPINGS = {{"DEISTestExactModel": DEISTestExactModel}}
+'''
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, base, port, process, log):
+        self.base, self.port, self.process, self.log = base, port, process, log
+
+    def get(self, path):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=30) as response:
+            return json.loads(response.read())
+
+    def post(self, path, payload):
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=json.dumps(payload).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+
+    def run(self, workflow, timeout=120):
+        """Queue a workflow and wait for it; returns its history entry."""
+        prompt_id = self.post("/prompt", {"prompt": workflow, "client_id": str(uuid.uuid4())})["prompt_id"]
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            history = self.get(f"/history/{prompt_id}")
+            if prompt_id in history and history[prompt_id].get("status", {}).get("completed") is not None:
+                entry = history[prompt_id]
+                assert entry["status"]["status_str"] == "success", (entry["status"], self.log_tail())
+                return entry
+            time.sleep(0.2)
+        raise AssertionError(f"workflow did not finish in {timeout} s\n{self.log_tail()}")
+
+    def saved_latent(self, entry):
+        from safetensors.torch import load_file
+
+        (output,) = [o for o in entry["outputs"].values() if "latents" in o]
+        saved = output["latents"][0]
+        path = os.path.join(self.base, "output", saved["subfolder"], saved["filename"])
+        return load_file(path)["latent_tensor"]
+
+    def log_tail(self):
+        with open(self.log) as f:
+            return f.read()[-4000:]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = comfy_support.comfy_path()
+    base = tmp_path_factory.mktemp("comfy_base")
+    custom = base / "custom_nodes"
+    custom.mkdir()
+    (custom / "comfyui-deis").symlink_to(comfy_support.REPO, target_is_directory=True)
+    (custom / "deis_test_models").mkdir()
+    (custom / "deis_test_models" / "__init__.py").write_text(
+        TEST_MODELS_PACK.format(repo=str(comfy_support.REPO), tests=str(comfy_support.REPO / "tests")))
+    port, log = free_port(), base / "server.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--base-directory",
+             str(base), "--disable-auto-launch", "--preview-method", "none"],
+            cwd=root, stdout=out, stderr=subprocess.STDOUT)
+    srv = Server(str(base), port, process, str(log))
+    try:
+        deadline = time.time() + 180
+        while True:
+            try:
+                srv.get("/system_stats")
+                break
+            except OSError:
+                if process.poll() is not None or time.time() > deadline:
+                    pytest.fail(f"ComfyUI did not start\n{srv.log_tail()}")
+                time.sleep(0.5)
+        yield srv
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def test_object_info_lists_the_pack(server):
+    info = server.get("/object_info")
+    ksampler = info["KSampler"]["input"]["required"]
+    samplers, schedulers = ksampler["sampler_name"][0], ksampler["scheduler"][0]
+    assert all(name in samplers for name in PACK_NAMES), samplers
+    assert samplers.index("deis_tab3") > samplers.index("uni_pc_bh2")
+    assert SCHEDULER in schedulers
+    assert all(name in info["KSamplerAdvanced"]["input"]["required"]["sampler_name"][0] for name in PACK_NAMES)
+    assert "SamplerDEIS" in info and "DEISScheduler" in info
+    assert info["SamplerDEIS"]["output"] == ["SAMPLER"] and info["DEISScheduler"]["output"] == ["SIGMAS"]
+    assert "DEIS: the sampler pack failed" not in server.log_tail()
+
+
+def ksampler_workflow(kind, sampler, scheduler, steps, seed, prefix):
+    return {
+        "model": {"class_type": "DEISTestExactModel", "inputs": {"kind": kind}},
+        "latent": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "sample": {"class_type": "KSampler", "inputs": {
+            "model": ["model", 0], "positive": ["model", 1], "negative": ["model", 1], "latent_image": ["latent", 0],
+            "seed": seed, "steps": steps, "cfg": 1.0, "sampler_name": sampler, "scheduler": scheduler,
+            "denoise": 1.0}},
+        "save": {"class_type": "SaveLatent", "inputs": {"samples": ["sample", 0], "filename_prefix": prefix}},
+    }
+
+
+def comfy_noise(seed, shape=(1, 4, 8, 8)):
+    """comfy.sample.prepare_noise, which KSampler and RandomNoise use."""
+    return torch.randn(shape, dtype=torch.float32, generator=torch.manual_seed(seed), device="cpu")
+
+
+def exact_final(kind, seed):
+    noise = comfy_noise(seed).double().numpy()
+    if kind == "flow":
+        return MIXTURE.reference(noise, 1.0, 0.0, "flow")
+    sigma_max = DiscreteVPTime.from_betas().sigmas[-1]
+    return MIXTURE.reference(noise * math.sqrt(1 + sigma_max ** 2), sigma_max, 0.0)  # KSampler's max_denoise start
+
+
+@pytest.mark.parametrize("kind, scheduler", [("eps", "karras"), ("flow", "simple"), ("eps", SCHEDULER)])
+def test_ksampler_workflows_with_every_pack_sampler(server, kind, scheduler):
+    seed, steps = 7, 10
+    exact = exact_final(kind, seed)
+    euler = relative_error(server.saved_latent(server.run(
+        ksampler_workflow(kind, "euler", scheduler, steps, seed, f"{kind}_{scheduler}/euler"))), exact)
+    for name in PACK_NAMES:
+        latent = server.saved_latent(server.run(
+            ksampler_workflow(kind, name, scheduler, steps, seed, f"{kind}_{scheduler}/{name}")))
+        assert latent.shape == (1, 4, 8, 8)
+        assert relative_error(latent, exact) < 0.6 * euler, (name, relative_error(latent, exact), euler)
+
+
+@pytest.mark.parametrize("kind", ["eps", "flow"])
+def test_sampler_custom_advanced_workflow_with_sampler_deis_and_deis_scheduler(server, kind):
+    seed = 11
+
+    def workflow(sampler_node, prefix):
+        return {
+            "model": {"class_type": "DEISTestExactModel", "inputs": {"kind": kind}},
+            "latent": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+            "noise": {"class_type": "RandomNoise", "inputs": {"noise_seed": seed}},
+            "guider": {"class_type": "CFGGuider", "inputs": {
+                "model": ["model", 0], "positive": ["model", 1], "negative": ["model", 1], "cfg": 3.0}},
+            "sampler": sampler_node,
+            "sigmas": {"class_type": "DEISScheduler", "inputs": {
+                "model": ["model", 0], "steps": 10, "denoise": 1.0, "schedule": "time_uniform", "kappa": 2.0,
+                "power": 7.0}},
+            "sample": {"class_type": "SamplerCustomAdvanced", "inputs": {
+                "noise": ["noise", 0], "guider": ["guider", 0], "sampler": ["sampler", 0],
+                "sigmas": ["sigmas", 0], "latent_image": ["latent", 0]}},
+            "save": {"class_type": "SaveLatent", "inputs": {"samples": ["sample", 0], "filename_prefix": prefix}},
+        }
+
+    deis = {"class_type": "SamplerDEIS", "inputs": {
+        "variant": "tab", "degree": 3, "tableau": "kutta3", "parameterisation": "auto", "time": "auto",
+        "lower_order_final": True}}
+    euler = {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}}
+    exact = exact_final(kind, seed)
+    ours = server.saved_latent(server.run(workflow(deis, f"custom_{kind}/deis")))
+    theirs = server.saved_latent(server.run(workflow(euler, f"custom_{kind}/euler")))
+    assert np.isfinite(ours.numpy()).all()
+    assert relative_error(ours, exact) < 0.6 * relative_error(theirs, exact)
+
+
+def widget_inputs(spec):
+    """(name, options) of each widget of a node, in widgets_values order, from /object_info."""
+    widgets = []
+    for section in ("required", "optional"):
+        for name, (kind, *rest) in spec["input"].get(section, {}).items():
+            options = rest[0] if rest else {}
+            if isinstance(kind, list) or kind in ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"):
+                widgets.append((name, kind))
+                if options.get("control_after_generate"):
+                    widgets.append(("control_after_generate", ["fixed", "increment", "decrement", "randomize"]))
+    return widgets
+
+
+@pytest.mark.parametrize("name", ["deis_ksampler.json", "deis_sampler_custom_advanced.json"])
+def test_example_workflows_match_this_comfyui(server, name):
+    """Every node exists, every link joins matching types, every widget value is one ComfyUI accepts."""
+    workflow = json.loads((comfy_support.REPO / "example_workflows" / name).read_text())
+    info = server.get("/object_info")
+    by_id = {node["id"]: node for node in workflow["nodes"]}
+    for link_id, origin, origin_slot, target, target_slot, kind in workflow["links"]:
+        assert by_id[origin]["outputs"][origin_slot]["type"] == kind == by_id[target]["inputs"][target_slot]["type"]
+    used = set()
+    for node in workflow["nodes"]:
+        spec = info[node["type"]]
+        widgets = widget_inputs(spec)
+        assert len(node["widgets_values"]) == len(widgets), node["type"]
+        for (widget, options), value in zip(widgets, node["widgets_values"]):
+            if isinstance(options, list) and widget != "ckpt_name":
+                assert value in options, (node["type"], widget, value)
+            used.add(value if isinstance(value, str) else None)
+    assert {"deis_tab3"} & used or {"SamplerDEIS"} & {n["type"] for n in workflow["nodes"]}
