@@ -55,6 +55,21 @@ def comfy_deis_coefficients():
     return module.get_deis_coeff_list
 
 
+def comfy_sample_deis():
+    """ComfyUI's own ``sample_deis`` sampler function when COMFYUI_PATH is set, else None."""
+    if not os.environ.get("COMFYUI_PATH"):
+        return None
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    import comfy_support
+
+    comfy_support.import_comfy()
+    import comfy.k_diffusion.sampling
+
+    return comfy.k_diffusion.sampling.sample_deis
+
+
 def coefficient_times(steps, repeats):
     sigmas = schedules.sd15_karras(steps)
     rows = []
@@ -97,6 +112,9 @@ def step_overheads(steps, repeats):
         "deis tAB1": lambda: sample_deis(model, x, sigmas, disable=True, variant="tab", degree=1,
                                          time_map=schedules.SD15),
     }
+    comfy_deis = comfy_sample_deis()
+    if comfy_deis is not None:
+        samplers["ComfyUI built-in deis"] = lambda: comfy_deis(model, x, sigmas, disable=True)
     for run in samplers.values():  # warm-up, and fills the coefficient cache
         run()
     model_time, times = [], {name: [] for name in samplers}

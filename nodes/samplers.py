@@ -8,10 +8,9 @@ from .model_info import discrete_time_map_of, model_sampling_of, parameterisatio
 
 #: The KSampler dropdown entries, in order. The first is the recommended default.
 KSAMPLER_CONFIGURATIONS = {name: CONFIGURATIONS[name] for name in (
-    "deis_ipndm", "deis_tab3", "deis_tab2", "deis_tab1", "deis_logrhoab3", "deis_rhoab3", "deis_ipndm_v",
+    "deis_tab3", "deis_tab2", "deis_tab1", "deis_logrhoab3", "deis_rhoab3", "deis_ipndm", "deis_ipndm_v",
     "deis_rhork3")}
-#: Chosen by measurement (benchmarks/results/comfy_accuracy.md), not by the paper's ranking.
-RECOMMENDED = "deis_ipndm"
+RECOMMENDED = "deis_tab3"
 
 #: The scheduler entry in KSampler's dropdown: the paper's quadratic-in-time schedule.
 SCHEDULER_NAME = "deis_time_quadratic"

@@ -1,0 +1,49 @@
+"""The bundled learned denoiser: its file, its determinism, and DEIS on an imperfect score."""
+
+import k_diffusion as K
+import pytest
+import torch
+
+from benchmarks.digits import WEIGHTS, load_data, load_denoiser
+from benchmarks.quality import relative_l2
+from benchmarks.train_digits import train
+from deis import VPLinearTime, sample_deis
+from deis.schedules import time_uniform
+
+
+def test_weights_are_small_safetensors_that_load_as_a_k_diffusion_denoiser():
+    assert WEIGHTS.stat().st_size < 5 * 1024 * 1024
+    model = load_denoiser()
+    assert isinstance(model, K.layers.Denoiser)
+    x = load_data()[:64]
+    with torch.no_grad():
+        for sigma in (0.002, 1.0, 80.0):
+            noisy = x + torch.randn_like(x) * sigma
+            denoised = model(noisy, torch.full([64], sigma))
+            assert denoised.shape == x.shape and torch.isfinite(denoised).all()
+        # at low noise the denoiser returns nearly its input; at high noise, something near the data
+        assert relative_l2(model(x, torch.full([64], 0.002)), x) < 0.01
+        assert (model(torch.randn_like(x) * 80, torch.full([64], 80.0)).abs() < 2).all()
+
+
+def test_training_is_deterministic():
+    first, sigma_data = train(steps=30, log_every=10 ** 9)
+    second, _ = train(steps=30, log_every=10 ** 9)
+    for (name, a), (_, b) in zip(first.state_dict().items(), second.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert 0.5 < sigma_data < 1.0
+
+
+@torch.no_grad()
+def test_tab3_beats_ddim_and_tab1_on_the_learned_model():
+    model = load_denoiser()
+    noise = torch.randn(256, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+
+    def run(steps, **options):
+        sigmas = torch.from_numpy(time_uniform(steps, 0.002, 80.0, VPLinearTime())).float()
+        return sample_deis(model, noise * 80.0, sigmas, disable=True, **options)
+
+    reference = run(300, degree=3)
+    errors = {r: relative_l2(run(10, degree=r), reference) for r in (0, 1, 3)}
+    assert errors[3] < errors[1] < errors[0], errors
+    assert errors[3] < errors[0] / 2
