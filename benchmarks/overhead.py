@@ -16,8 +16,11 @@ import time
 import tracemalloc
 from pathlib import Path
 
+import weakref
+
 import torch
 import k_diffusion.sampling as K
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from benchmarks import schedules
 from deis import CoefficientCache, VPLinearTime, get_plan, sample_deis
@@ -128,15 +131,57 @@ def step_overheads(steps, repeats):
     return denoiser, {name: statistics.median(t) - denoiser for name, t in times.items()}
 
 
+class LiveTensorBytes(TorchDispatchMode):
+    """Counts the bytes of tensors that ops create and that are still alive, and their peak."""
+
+    def __init__(self):
+        super().__init__()
+        self.live = self.peak = 0
+        self.storages = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for tensor in (out if isinstance(out, (tuple, list)) else (out,)):
+            if not isinstance(tensor, torch.Tensor):
+                continue
+            storage = tensor.untyped_storage()
+            key = storage.data_ptr()
+            if key in self.storages or tensor.numel() == 0:
+                continue  # an in-place op or a view: no new memory
+            self.storages.add(key)
+            self.live += storage.nbytes()
+            self.peak = max(self.peak, self.live)
+            weakref.finalize(tensor, self._release, key, storage.nbytes())
+        return out
+
+    def _release(self, key, size):
+        self.storages.discard(key)
+        self.live -= size
+
+
 def peak_memory(steps):
-    """Peak host memory the sampler allocates beyond its input, via tracemalloc (numpy/Python) and torch's count."""
-    x = torch.randn(1, 4, 128, 128)
+    """Peak bytes of tensors each sampler allocates (its input excluded), and a cold plan's host peak."""
+    x = torch.randn(1, 4, 128, 128, generator=torch.Generator().manual_seed(0))
     sigmas = torch.from_numpy(schedules.sd15_karras(steps)).float()
+    model = lambda x, sigma, **kwargs: x * 0.9  # noqa: E731
+    runs = {
+        "k-diffusion euler": lambda: K.sample_euler(model, x, sigmas, disable=True),
+        "k-diffusion lms": lambda: K.sample_lms(model, x, sigmas, disable=True),
+        "deis tAB3": lambda: sample_deis(model, x, sigmas, disable=True, time_map=schedules.SD15),
+        "deis rhoRK rk4": lambda: sample_deis(model, x, sigmas, disable=True, variant="rhork", tableau="rk4"),
+    }
+    peaks = {}
+    for name, run in runs.items():
+        run()  # plans are cached: this measures the step loop
+        with LiveTensorBytes() as counter:
+            out = run()
+        del out
+        peaks[name] = counter.peak
     tracemalloc.start()
     get_plan(sigmas, cache=CoefficientCache(), variant="tab", degree=3, time_map=schedules.SD15)
     _, plan_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    return plan_peak, x.numel() * x.element_size()
+    return peaks, plan_peak, x.numel() * x.element_size()
 
 
 def main():
@@ -165,10 +210,13 @@ def main():
     lines += ["", "k-diffusion 0.1.1's `sample_euler` draws `randn_like(x)` every step even without churn, "
               "which is most of its overhead; the plain Euler loop is the floor without it."]
 
-    plan_peak, latent_bytes = peak_memory(args.steps)
-    lines += ["", f"Peak host memory of a cold tAB3 plan on the SD1.5 table: {plan_peak / 1024:.0f} KiB. "
-              f"The step loop holds the state, the denoised value and r + 1 eps_hat tensors "
-              f"({latent_bytes / 1024:.0f} KiB each here)."]
+    peaks, plan_peak, latent_bytes = peak_memory(args.steps)
+    lines += ["", f"## Peak memory of the step loop, 1x4x128x128 float32 ({latent_bytes // 1024} KiB a latent)", "",
+              "| sampler | peak bytes of live tensors it allocates | in latents |", "|---|---:|---:|"]
+    for name, peak in peaks.items():
+        lines.append(f"| {name} | {peak // 1024} KiB | {peak / latent_bytes:.1f} |")
+    lines += ["", f"A cold tAB3 plan on the SD1.5 table peaks at {plan_peak // 1024} KiB of host memory "
+              f"(numpy, tracemalloc) while it is computed; the cached plan is a few KiB of floats."]
     text = "\n".join(lines)
     print(text)
     if args.out:
