@@ -202,6 +202,35 @@ def _lagrange_steps(coefficients, variant, rho, steps, degrees, time_map=None):
             coefficients[i] = c
 
 
+def parasitic_radius(rho, C, degrees):
+    """Per step: the largest |root| of its frozen recurrence besides the consistent root 1 (0 where none).
+
+    The stiffest direction of the ODE is one where the data has no spread: there ``D`` does not
+    depend on ``x`` and ``eps_hat = (xh - D) / rho``. A perturbation ``u = delta xh / rho`` of it
+    obeys ``u_{i+1} = (rho_i u_i + sum_j C_ij u_{i-j}) / rho_{i+1}``, whose characteristic
+    polynomial has the root 1 (the exact solution, u constant) and r parasitic roots. Steps
+    into sigma = 0 and from rho = inf are left out (0): the first is DDIM there, the second has
+    no history.
+    """
+    radius = np.zeros(len(C))
+    for r in np.unique(degrees):
+        if r == 0:
+            continue
+        rows = [i for i in np.flatnonzero(degrees == r) if rho[i + 1] > 0 and np.isfinite(rho[i])]
+        if not rows:
+            continue
+        rows = np.array(rows)
+        a = np.array([C[i] for i in rows]) / rho[rows + 1, None]
+        a[:, 0] += rho[rows] / rho[rows + 1]
+        # z^(r+1) - sum_j a_j z^(r-j), divided by (z - 1): the r parasitic roots
+        deflated = np.cumsum(np.concatenate([np.ones((len(rows), 1)), -a], axis=1), axis=1)[:, :r + 1]
+        companion = np.zeros((len(rows), r, r))
+        companion[:, 0, :] = -deflated[:, 1:]
+        companion[:, np.arange(1, r), np.arange(r - 1)] = 1.0
+        radius[rows] = np.abs(np.linalg.eigvals(companion)).max(axis=1)
+    return radius
+
+
 def data_form_weights(sigma, alpha, C):
     """Turn rho-space ``C_ij`` into the update ``x_{i+1} = alpha_{i+1} D_i + sum_j c_ij eps_hat_{i-j}``.
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from .cache import default_cache
 from .coefficients import (MAX_DEGREE, TABLEAUS, ab_coefficients, data_form_weights,
-                           interpolation_nodes, step_degrees)
+                           interpolation_nodes, parasitic_radius, step_degrees)
 from .parameterisation import get_parameterisation
 from .timemaps import TimeMap, default_time_map
 
@@ -28,6 +28,8 @@ MULTISTEP_VARIANTS = ("tab", "rhoab", "logrhoab", "ipndm", "ipndm_v")
 VARIANTS = MULTISTEP_VARIANTS + ("rhork",)
 DEFAULT_DEGREE = 3
 DEFAULT_TABLEAU = "kutta3"
+#: With ``stable=True``: the largest compounded parasitic growth a schedule may build up.
+STABILITY_BOUND = 4.0
 
 Update = namedtuple("Update", "alpha_next weights")
 Stage = namedtuple("Stage", "sigma_index alpha inv_sigma update")
@@ -57,7 +59,7 @@ def host_sigmas(sigmas):
 
 
 def resolve_options(variant="tab", degree=None, tableau=None, parameterisation="ve", time_map=None,
-                    lower_order_final=None):
+                    lower_order_final=None, stable=None):
     """Check the options and fill in defaults. Returns a dict of the resolved options."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown DEIS variant {variant!r}; expected one of {', '.join(VARIANTS)}")
@@ -70,6 +72,8 @@ def resolve_options(variant="tab", degree=None, tableau=None, parameterisation="
         if lower_order_final is not None:
             raise ValueError("lower_order_final applies to the multistep variants; "
                              "rhoRK always ends with a DDIM step into sigma = 0")
+        if stable is not None:
+            raise ValueError("stable applies to the multistep variants; rhoRK has no history to limit")
         tableau = DEFAULT_TABLEAU if tableau is None else tableau
         if tableau not in TABLEAUS:
             raise ValueError(f"unknown Runge-Kutta tableau {tableau!r}; expected one of {', '.join(TABLEAUS)}")
@@ -88,14 +92,16 @@ def resolve_options(variant="tab", degree=None, tableau=None, parameterisation="
     elif time_map is not None:
         raise ValueError(f"time_map applies only to tAB, not {variant!r}")
     lower_order_final = True if lower_order_final is None else bool(lower_order_final)
+    stable = False if stable is None else bool(stable)
     return dict(variant=variant, degree=int(degree), parameterisation=param, time_map=time_map,
-                lower_order_final=lower_order_final)
+                lower_order_final=lower_order_final, stable=stable)
 
 
 def cache_key(sigmas, options):
     time_map = options.get("time_map")
     return (options["variant"], options.get("degree"), options.get("tableau"), options["parameterisation"].name,
-            None if time_map is None else time_map.key, options.get("lower_order_final"), sigmas.tobytes())
+            None if time_map is None else time_map.key, options.get("lower_order_final"), options.get("stable"),
+            sigmas.tobytes())
 
 
 def get_plan(sigmas, cache=None, **options):
@@ -118,11 +124,35 @@ def multistep_plan(sigmas, options):
     rho, alpha = param.rho(sigmas), param.alpha(sigmas)
     v = interpolation_nodes(variant, rho, options["time_map"])
     degrees = step_degrees(v, options["degree"], sigmas[-1] == 0, options["lower_order_final"])
-    weights = data_form_weights(sigmas, alpha, ab_coefficients(variant, rho, degrees, options["time_map"]))
+    C = ab_coefficients(variant, rho, degrees, options["time_map"])
+    if options.get("stable"):
+        C, degrees = stability_limited(variant, rho, degrees, C, options["time_map"])
+    weights = data_form_weights(sigmas, alpha, C)
     alpha, inv_sigma = alpha.tolist(), (1.0 / sigmas[:-1]).tolist()
     steps = tuple(Step(alpha[i], inv_sigma[i], (), Update(alpha[i + 1], tuple(w.tolist())))
                   for i, w in enumerate(weights))
     return Plan("multistep", steps, int(degrees.max()) + 1, (), options)
+
+
+def stability_limited(variant, rho, degrees, C, time_map, bound=STABILITY_BOUND):
+    """Lower step degrees so that the stiffest mode's parasitic growth, multiplied along the steps, stays below ``bound``.
+
+    ``parasitic_radius`` is each step's growth factor for a perturbation of a direction where the
+    data has no spread. Isolated factors a little above 1 are harmless (the paper's schedule
+    has them); a run of them, as Karras-type schedules give at 8 to 20 steps, compounds into a
+    blow-up on a learned model. Steps are lowered one degree at a time, in order.
+    """
+    degrees = degrees.copy()
+    radius = parasitic_radius(rho, C, degrees)
+    growth = 1.0
+    for i in range(len(C)):
+        while degrees[i] > 0 and growth * radius[i] > bound:
+            degrees[i] -= 1
+            only_this = np.where(np.arange(len(C)) == i, degrees, 0)
+            C[i] = ab_coefficients(variant, rho, only_this, time_map)[i]
+            radius[i] = parasitic_radius(rho, C, only_this)[i]
+        growth = max(1.0, growth * radius[i])
+    return C, degrees
 
 
 def runge_kutta_plan(sigmas, options):

@@ -31,7 +31,7 @@ def data_form_update(denoised, update, eps):
 
 @torch.no_grad()
 def sample_deis(model, x, sigmas, extra_args=None, callback=None, disable=None, variant="tab", degree=None,
-                tableau=None, parameterisation="ve", time_map=None, lower_order_final=None, cache=None):
+                tableau=None, parameterisation="ve", time_map=None, lower_order_final=None, stable=None, cache=None):
     """DEIS, the Diffusion Exponential Integrator Sampler (Zhang & Chen, ICLR 2023).
 
     Integrates ``d xh / d rho = eps_hat`` exactly in its linear part, with ``rho = sigma / alpha``.
@@ -51,10 +51,15 @@ def sample_deis(model, x, sigmas, extra_args=None, callback=None, disable=None, 
             time for the flow form, the paper's VP-linear time (beta 0.1 to 20) otherwise.
         lower_order_final: with fewer than 15 steps into sigma = 0, end with a DDIM step
             and a degree-1 step before it. Default True.
+        stable: lower the degree of steps where the stiffest mode (a direction in which the
+            data has no spread, ``eps_hat = (xh - D) / rho``) would grow by more than 4x over
+            the run. Guards degree-3 steps on Karras-type schedules at 8 to 20 steps, where a
+            learned model can otherwise diverge. Default False.
         cache: a ``deis.cache.CoefficientCache``; default ``deis.cache.default_cache``.
     """
     plan = get_plan(sigmas, cache=cache, variant=variant, degree=degree, tableau=tableau,
-                    parameterisation=parameterisation, time_map=time_map, lower_order_final=lower_order_final)
+                    parameterisation=parameterisation, time_map=time_map, lower_order_final=lower_order_final,
+                    stable=stable)
     if not torch.is_floating_point(x):
         raise ValueError(f"x must be a floating-point tensor; got {x.dtype}")
     extra_args = {} if extra_args is None else extra_args

@@ -209,7 +209,7 @@ def test_sampler_custom_advanced_workflow_with_sampler_deis_and_deis_scheduler(s
 
     deis = {"class_type": "SamplerDEIS", "inputs": {
         "variant": "tab", "degree": 3, "tableau": "kutta3", "parameterisation": "auto", "time": "auto",
-        "lower_order_final": True}}
+        "lower_order_final": True, "stable": False}}
     euler = {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}}
     exact = exact_final(kind, seed)
     ours = server.saved_latent(server.run(workflow(deis, f"custom_{kind}/deis")))

@@ -47,3 +47,18 @@ def test_tab3_beats_ddim_and_tab1_on_the_learned_model():
     errors = {r: relative_l2(run(10, degree=r), reference) for r in (0, 1, 3)}
     assert errors[3] < errors[1] < errors[0], errors
     assert errors[3] < errors[0] / 2
+
+
+@torch.no_grad()
+def test_stable_keeps_tab3_from_diverging_on_a_karras_schedule():
+    """EDM/Karras at 15 steps: each step shrinks rho 2-3x, and tAB3's parasitic roots compound."""
+    from benchmarks import schedules
+
+    model = load_denoiser()
+    noise = torch.randn(2000, 1, 8, 8, generator=torch.Generator().manual_seed(0))  # a few of these diverge
+    sigmas = torch.from_numpy(schedules.edm(15)).float()
+    reference = sample_deis(model, noise * 80.0, torch.from_numpy(schedules.edm(200)).float(), disable=True, degree=2)
+    plain = relative_l2(sample_deis(model, noise * 80.0, sigmas, disable=True), reference)
+    stable = relative_l2(sample_deis(model, noise * 80.0, sigmas, disable=True, stable=True), reference)
+    ddim = relative_l2(sample_deis(model, noise * 80.0, sigmas, disable=True, degree=0), reference)
+    assert plain > 0.5 and stable < 0.05 and stable < ddim / 2, (plain, stable, ddim)

@@ -235,6 +235,7 @@ BAD_OPTIONS = [
     (dict(variant="rhoab", time_map=VPLinearTime()), "time_map applies only to tAB"),
     (dict(variant="rhork", time_map=VPLinearTime()), "time_map applies only to tAB"),
     (dict(variant="rhork", lower_order_final=False), "lower_order_final applies"),
+    (dict(variant="rhork", stable=True), "stable applies"),
     (dict(time_map="sd15"), "time_map must be"),
 ]
 
