@@ -1,0 +1,112 @@
+"""A1111 / Forge WebUI entry: the DEIS samplers in the WebUI's sampler list.
+
+The WebUI imports every file in an extension's scripts/ at start (and again on "Reload UI").
+This one loads the pack's ``deis`` core by file path, under a module name of its own, so that
+another extension's ``deis`` or ``nodes`` package on ``sys.path`` cannot stand in for it, and
+registers one WebUI sampler per curated configuration. It imports nothing from ComfyUI, and
+ComfyUI never imports scripts/.
+"""
+
+import importlib.util
+import logging
+import sys
+from pathlib import Path
+
+PACK = Path(__file__).resolve().parent.parent
+CORE_MODULE = "deis_sampler_pack_core"
+
+log = logging.getLogger("deis-webui")
+
+#: label in the WebUI, alias (the ComfyUI name), core options
+CONFIGURATIONS = (
+    ("DEIS tAB3", "deis_tab3", dict(variant="tab", degree=3)),
+    ("DEIS tAB2", "deis_tab2", dict(variant="tab", degree=2)),
+    ("DEIS tAB1", "deis_tab1", dict(variant="tab", degree=1)),
+    ("DEIS log-rho AB3", "deis_logrhoab3", dict(variant="logrhoab", degree=3)),
+    ("DEIS rhoAB3", "deis_rhoab3", dict(variant="rhoab", degree=3)),
+    ("DEIS iPNDM", "deis_ipndm", dict(variant="ipndm", degree=3)),
+    ("DEIS iPNDM-v", "deis_ipndm_v", dict(variant="ipndm_v", degree=3)),
+    ("DEIS rhoRK3", "deis_rhork3", dict(variant="rhork", tableau="kutta3")),
+)
+
+
+def load_core():
+    """The pack's ``deis`` package, loaded from this pack's files whatever ``sys.path`` holds."""
+    core = sys.modules.get(CORE_MODULE)
+    if core is not None and Path(core.__file__).resolve().parent == PACK / "deis":
+        return core
+    spec = importlib.util.spec_from_file_location(CORE_MODULE, PACK / "deis" / "__init__.py",
+                                                  submodule_search_locations=[str(PACK / "deis")])
+    core = importlib.util.module_from_spec(spec)
+    sys.modules[CORE_MODULE] = core
+    spec.loader.exec_module(core)
+    return core
+
+
+def predictor_of(model):
+    """The object that knows the model's sigmas: Forge's predictor, or A1111's k-diffusion wrapper."""
+    inner = getattr(model, "inner_model", None)
+    for candidate in (getattr(inner, "predictor", None), inner):
+        if candidate is not None and getattr(candidate, "sigmas", None) is not None:
+            return candidate
+    return None
+
+
+def model_options(core, model, options):
+    """Flow form for Forge's ``prediction_type == 'const'``; tAB's time from the model's own sigmas."""
+    options = dict(options)
+    predictor = predictor_of(model)
+    flow = getattr(predictor, "prediction_type", None) == "const"
+    options["parameterisation"] = "flow" if flow else "ve"
+    if options["variant"] == "tab":
+        if flow:
+            options["time_map"] = core.FlowTime()
+        elif predictor is not None:
+            try:
+                options["time_map"] = core.DiscreteVPTime(predictor.sigmas.detach().cpu().double().numpy())
+            except ValueError:
+                pass  # not a usable table (continuous models): the documented default time
+    return options
+
+
+def webui_sampler(options):
+    """A k-diffusion-signature sampler that reads the WebUI's model before calling the core."""
+    core = load_core()
+
+    def sample(model, x, sigmas, extra_args=None, callback=None, disable=None):
+        return core.sample_deis(model, x, sigmas, extra_args=extra_args, callback=callback, disable=disable,
+                                **model_options(core, model, options))
+
+    return sample
+
+
+def register():
+    """Add each configuration to the WebUI's samplers once; never replace a sampler it already has."""
+    from modules import sd_samplers, sd_samplers_common, sd_samplers_kdiffusion
+
+    taken = {data.name for data in sd_samplers.all_samplers}
+    added = []
+    for label, alias, options in CONFIGURATIONS:
+        if label in taken:
+            continue
+        function = webui_sampler(options)
+        data = sd_samplers_common.SamplerData(
+            label, lambda model, function=function: sd_samplers_kdiffusion.KDiffusionSampler(function, model),
+            [alias], {})
+        if hasattr(sd_samplers, "add_sampler"):  # Forge
+            sd_samplers.add_sampler(data)
+        else:  # A1111
+            sd_samplers.all_samplers.append(data)
+            sd_samplers.all_samplers_map = {x.name: x for x in sd_samplers.all_samplers}
+        added.append(label)
+    if added and not hasattr(sd_samplers, "add_sampler"):
+        sd_samplers.set_samplers()
+    return added
+
+
+try:
+    register()
+except ImportError as error:  # not inside a WebUI
+    log.debug("DEIS: no WebUI here (%s); nothing registered", error)
+except Exception:  # a changed WebUI: report, never break its start
+    log.exception("DEIS: could not register the samplers with this WebUI")

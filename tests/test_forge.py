@@ -1,0 +1,143 @@
+"""The pack in a real Forge WebUI: its samplers listed by the API, and a txt2img that runs one.
+
+Needs FORGE_PATH: a Forge checkout set up as ../shared/FORGE-SETUP.md describes (repositories in
+place, a venv at FORGE_PATH/venv or FORGE_PYTHON, and REQS_FILE, PIP_CONSTRAINT and
+CLIP_PACKAGE exported as that recipe says). Skips with a message otherwise. The test links this
+pack into extensions/, builds a random-weight SD1.5 checkpoint if there is none (no download),
+starts Forge twice on 127.0.0.1 on the CPU, and removes the link afterwards.
+"""
+
+import base64
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+LABELS = ["DEIS tAB3", "DEIS tAB2", "DEIS tAB1", "DEIS log-rho AB3", "DEIS rhoAB3", "DEIS iPNDM", "DEIS iPNDM-v",
+          "DEIS rhoRK3"]
+ALIASES = ["deis_tab3", "deis_tab2", "deis_tab1", "deis_logrhoab3", "deis_rhoab3", "deis_ipndm", "deis_ipndm_v",
+           "deis_rhork3"]
+CHECKPOINT = "deis-test-random-sd15.safetensors"
+
+
+def forge():
+    path = os.environ.get("FORGE_PATH")
+    if not path:
+        pytest.skip("FORGE_PATH is not set: this test needs a Forge WebUI checkout set up as "
+                    "../shared/FORGE-SETUP.md describes")
+    path = Path(path)
+    if not (path / "launch.py").exists():
+        pytest.fail(f"FORGE_PATH={path} is not a Forge checkout (no launch.py)")
+    python = Path(os.environ.get("FORGE_PYTHON", path / "venv" / "bin" / "python"))
+    if not python.exists():
+        pytest.fail(f"no Python for Forge at {python}; set FORGE_PYTHON")
+    return path, python
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pack_digest():
+    files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        digest.update(name.encode() + (REPO / name).read_bytes())
+    return digest.hexdigest()
+
+
+class Forge:
+    def __init__(self, root, python, log_dir):
+        self.root, self.python, self.log_dir = root, python, log_dir
+        self.port = free_port()
+        self.process = None
+
+    def start(self, label):
+        env = dict(os.environ, DEIS_INSTALL_LOG=str(self.log_dir / "install.log"))
+        self.log = self.log_dir / f"forge-{label}.log"
+        with open(self.log, "w") as out:
+            self.process = subprocess.Popen(
+                [str(self.python), "launch.py", "--skip-torch-cuda-test", "--skip-python-version-check", "--api",
+                 "--nowebui", "--server-name", "127.0.0.1", "--port", str(self.port), "--always-cpu"],
+                cwd=self.root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.time() + 600
+        while True:
+            try:
+                return self.get("/sdapi/v1/samplers")
+            except OSError:
+                if self.process.poll() is not None or time.time() > deadline:
+                    self.stop()
+                    pytest.fail(f"Forge did not start\n{self.log.read_text()[-4000:]}")
+                time.sleep(1)
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)  # the server is a child of launch.py
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+
+    def get(self, path):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=30) as response:
+            return json.loads(response.read())
+
+    def post(self, path, payload, timeout=900):
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=json.dumps(payload).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.loads(response.read())
+
+
+@pytest.fixture(scope="module")
+def forge_with_pack(tmp_path_factory):
+    root, python = forge()
+    link = root / "extensions" / "sd-deis-samplers"
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(REPO, target_is_directory=True)
+    checkpoint = root / "models" / "Stable-diffusion" / CHECKPOINT
+    if not checkpoint.exists():
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([str(python), str(REPO / "tests" / "forge_make_checkpoint.py"), str(root), str(checkpoint)],
+                       check=True, timeout=600)
+    server = Forge(root, python, tmp_path_factory.mktemp("forge"))
+    try:
+        yield server
+    finally:
+        server.stop()
+        link.unlink()
+
+
+def test_forge_lists_runs_and_restarts_with_the_pack(forge_with_pack):
+    server = forge_with_pack
+    before = pack_digest()
+    samplers = server.start("first")
+    by_name = {s["name"]: s for s in samplers}
+    for label, alias in zip(LABELS, ALIASES):
+        assert label in by_name and alias in by_name[label]["aliases"], label
+    assert "DEIS" in by_name and "deis" in by_name["DEIS"]["aliases"]  # Forge's own DEIS is still there
+
+    result = server.post("/sdapi/v1/txt2img", {
+        "prompt": "a lighthouse", "steps": 4, "width": 64, "height": 64, "sampler_name": "DEIS tAB3",
+        "seed": 1, "cfg_scale": 5, "override_settings": {"sd_model_checkpoint": CHECKPOINT.rsplit(".", 1)[0]}})
+    assert result["images"] and base64.b64decode(result["images"][0])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Sampler: DEIS tAB3" in json.loads(result["info"])["infotexts"][0]
+    server.stop()
+
+    samplers = server.start("second")
+    assert [s["name"] for s in samplers if s["name"] in LABELS] == LABELS
+    server.stop()
+    runs = (server.log_dir / "install.log").read_text().splitlines()
+    assert len(runs) == 2 and all(str(server.root) in line for line in runs), runs
+    assert pack_digest() == before  # install.py changed nothing

@@ -1,0 +1,164 @@
+"""scripts/deis_webui.py against stand-ins for the WebUI's sampler modules, with decoy packages on sys.path.
+
+The real Forge test is tests/test_forge.py (FORGE_PATH); this one needs nothing installed.
+"""
+
+import importlib.util
+import sys
+import types
+from collections import namedtuple
+
+import pytest
+import torch
+
+from benchmarks import schedules
+from benchmarks.problems import MIXTURE, relative_error
+from deis import DiscreteVPTime, FlowTime, sample_deis
+
+SCRIPT = __import__("pathlib").Path(__file__).resolve().parent.parent / "scripts" / "deis_webui.py"
+LABELS = ["DEIS tAB3", "DEIS tAB2", "DEIS tAB1", "DEIS log-rho AB3", "DEIS rhoAB3", "DEIS iPNDM", "DEIS iPNDM-v",
+          "DEIS rhoRK3"]
+
+
+def fake_webui(forge=True):
+    """Stand-ins for modules.sd_samplers, sd_samplers_common and sd_samplers_kdiffusion."""
+    SamplerData = namedtuple("SamplerData", "name constructor aliases options")
+    common = types.ModuleType("modules.sd_samplers_common")
+    common.SamplerData = SamplerData
+
+    kdiffusion = types.ModuleType("modules.sd_samplers_kdiffusion")
+
+    class KDiffusionSampler:
+        def __init__(self, funcname, sd_model):
+            self.func, self.sd_model = funcname, sd_model
+
+    kdiffusion.KDiffusionSampler = KDiffusionSampler
+
+    samplers = types.ModuleType("modules.sd_samplers")
+    samplers.all_samplers = [SamplerData("DEIS", None, ["deis"], {}), SamplerData("Euler", None, ["k_euler"], {})]
+    samplers.all_samplers_map = {x.name: x for x in samplers.all_samplers}
+    samplers.set_samplers_calls = 0
+
+    def set_samplers():
+        samplers.set_samplers_calls += 1
+
+    samplers.set_samplers = set_samplers
+    if forge:
+        def add_sampler(sampler):
+            if sampler.name not in [x.name for x in samplers.all_samplers]:
+                samplers.all_samplers.append(sampler)
+                samplers.all_samplers_map = {x.name: x for x in samplers.all_samplers}
+                set_samplers()
+
+        samplers.add_sampler = add_sampler
+    package = types.ModuleType("modules")
+    package.__path__ = []
+    package.sd_samplers, package.sd_samplers_common, package.sd_samplers_kdiffusion = samplers, common, kdiffusion
+    return {"modules": package, "modules.sd_samplers": samplers, "modules.sd_samplers_common": common,
+            "modules.sd_samplers_kdiffusion": kdiffusion}
+
+
+@pytest.fixture
+def webui(tmp_path, monkeypatch):
+    """A WebUI process: fake sampler modules, and decoy `deis` and `nodes` packages first on sys.path."""
+    for name in ("deis", "nodes"):
+        decoy = tmp_path / "other_extension" / name
+        decoy.mkdir(parents=True)
+        (decoy / "__init__.py").write_text(f"raise RuntimeError('the decoy {name} package was imported')\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "other_extension"))
+    for name in ("deis", "nodes", "deis_sampler_pack_core"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    for name in [m for m in sys.modules if m.startswith("deis.") or m.startswith("deis_sampler_pack_core.")]:
+        monkeypatch.delitem(sys.modules, name)
+    fakes = fake_webui()
+    for name, module in fakes.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    return fakes
+
+
+def load_script(name="deis_webui"):
+    """Import the script the way the WebUI does: a standalone module loaded from its path."""
+    spec = importlib.util.spec_from_file_location(name, SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_registers_every_label_once_beside_the_webuis_own_deis(webui):
+    samplers = webui["modules.sd_samplers"]
+    load_script()
+    names = [x.name for x in samplers.all_samplers]
+    assert names[:2] == ["DEIS", "Euler"] and names[2:] == LABELS
+    aliases = {x.name: x.aliases for x in samplers.all_samplers}
+    assert aliases["DEIS tAB3"] == ["deis_tab3"] and aliases["DEIS"] == ["deis"]
+    load_script("deis_webui_reloaded")  # "Reload UI" imports the script again
+    assert [x.name for x in samplers.all_samplers] == names
+    assert "deis" not in sys.modules and "nodes" not in sys.modules  # the decoys were never imported
+
+
+def test_registration_on_a1111_appends_and_rebuilds_the_map(monkeypatch, webui):
+    for name, module in fake_webui(forge=False).items():
+        monkeypatch.setitem(sys.modules, name, module)
+    samplers = sys.modules["modules.sd_samplers"]
+    load_script()
+    assert [x.name for x in samplers.all_samplers][2:] == LABELS
+    assert set(samplers.all_samplers_map) == {"DEIS", "Euler", *LABELS} and samplers.set_samplers_calls == 1
+    load_script("again")
+    assert len(samplers.all_samplers) == 2 + len(LABELS) and samplers.set_samplers_calls == 1
+
+
+class CFGDenoiserStandIn:
+    """What Forge hands a sampler: a denoiser whose inner_model.predictor knows the sigmas and prediction type."""
+
+    def __init__(self, form, sigmas_table):
+        self.form = form
+        self.inner_model = types.SimpleNamespace(predictor=types.SimpleNamespace(
+            sigmas=sigmas_table, prediction_type="const" if form == "flow" else "epsilon"))
+
+    def __call__(self, x, sigma, **kwargs):
+        return MIXTURE.denoiser(self.form)(x, sigma)
+
+
+@pytest.mark.parametrize("form", ["ve", "flow"])
+def test_the_registered_samplers_run_the_core_model_aware(webui, form):
+    samplers = webui["modules.sd_samplers"]
+    load_script()
+    table = torch.from_numpy(schedules.SD15.sigmas).float()
+    if form == "flow":
+        table = torch.linspace(0.001, 1.0, 1000)
+    model = CFGDenoiserStandIn(form, table)
+    sigmas = torch.from_numpy(schedules.flow_shift(10) if form == "flow" else schedules.sd15_karras(10))
+    x = torch.randn(1, 4, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    x = x if form == "flow" else x * sigmas[0]
+    tab3 = samplers.all_samplers_map["DEIS tAB3"].constructor("sd_model")
+    calls = []
+    out = tab3.func(model, x, sigmas=sigmas, extra_args={}, disable=True, callback=calls.append)
+    time_map = FlowTime() if form == "flow" else DiscreteVPTime(table.double().numpy())
+    expected = sample_deis(model, x, sigmas, disable=True, parameterisation=form, time_map=time_map)
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    assert len(calls) == 10
+    exact = MIXTURE.reference(x.numpy(), float(sigmas[0]), 0.0, form)
+    for data in samplers.all_samplers[2:]:
+        result = data.constructor(None).func(model, x, sigmas=sigmas, extra_args={}, disable=True, callback=None)
+        assert relative_error(result, exact) < 0.2, data.name
+
+
+def test_outside_a_webui_the_script_registers_nothing_and_raises_nothing(monkeypatch):
+    monkeypatch.setitem(sys.modules, "modules", None)  # `from modules import ...` fails
+    module = load_script("standalone")
+    assert module.load_core().sample_deis is not None
+
+
+def test_install_py_is_fast_quiet_and_idempotent(tmp_path):
+    import subprocess
+    import time
+
+    for _ in range(2):
+        start = time.perf_counter()
+        result = subprocess.run([sys.executable, str(SCRIPT.parent.parent / "install.py")], cwd=tmp_path,
+                                capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0 and time.perf_counter() - start < 1.0
+        assert result.stdout == "" and result.stderr == ""  # everything it checks is in this environment
+    assert list(tmp_path.iterdir()) == []  # run from another directory (the WebUI root), it writes nothing
+    source = (SCRIPT.parent.parent / "install.py").read_text()
+    assert "subprocess" not in source and "import torch" not in source  # it installs nothing, torch least
