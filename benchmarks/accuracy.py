@@ -139,7 +139,8 @@ def main():
     args = parser.parse_args()
     results = measure()
     args.out.mkdir(parents=True, exist_ok=True)
-    text = "## Relative error at sigma = 0 against NFE, exact Gaussian-mixture problem; best in bold\n" + markdown(results)
+    title = "## Relative error at sigma = 0 against NFE, exact Gaussian-mixture problem; best in bold"
+    text = title + "\n" + markdown(results)
     (args.out / "accuracy.md").write_text(text + "\n")
     plot(results, args.out / "accuracy.png")
     print(text)

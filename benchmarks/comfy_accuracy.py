@@ -17,12 +17,12 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import comfy_support  # noqa: E402
 
+from benchmarks.report import publish  # noqa: E402
 from benchmarks.problems import MIXTURE, relative_error  # noqa: E402
 
 NFES = (5, 6, 8, 10, 15, 20)
@@ -150,10 +150,7 @@ def main():
         summary(results, names, RECOMMENDED), "",
         "## Final error (at sigma = 0); best in bold", markdown(results, names), "",
         "## Error at the last nonzero sigma (integration error only)", markdown(results, names, which=1)])
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    publish(text, args.out)
 
 
 if __name__ == "__main__":

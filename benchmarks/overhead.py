@@ -14,15 +14,15 @@ import os
 import statistics
 import time
 import tracemalloc
-from pathlib import Path
-
 import weakref
+from pathlib import Path
 
 import torch
 import k_diffusion.sampling as K
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from benchmarks import schedules
+from benchmarks.report import publish
 from deis import CoefficientCache, VPLinearTime, get_plan, sample_deis
 from deis.plan import compute_plan, host_sigmas, resolve_options
 
@@ -218,10 +218,7 @@ def main():
     lines += ["", f"A cold tAB3 plan on the SD1.5 table peaks at {plan_peak // 1024} KiB of host memory "
               f"(numpy, tracemalloc) while it is computed; the cached plan is a few KiB of floats."]
     text = "\n".join(lines)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    publish(text, args.out)
 
 
 if __name__ == "__main__":

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import k_diffusion.sampling as K
 
 from benchmarks import schedules
-from benchmarks.accuracy import steps_for
+from benchmarks.report import publish
+from benchmarks.accuracy import K_ROWS, steps_for
 from benchmarks.digits import load_data, load_denoiser
 from deis import VPLinearTime, sample_deis
 from deis.schedules import time_uniform
@@ -46,11 +46,7 @@ SAMPLERS = {
     "DEIS log-rho AB3": (deis(variant="logrhoab", degree=3), 1),
     "DEIS iPNDM": (deis(variant="ipndm", degree=3), 1),
     "DEIS rhoRK kutta3": (deis(variant="rhork", tableau="kutta3"), 3),
-    "k-diffusion euler": (lambda m, x, s: K.sample_euler(m, x, s, disable=True), 1),
-    "k-diffusion heun": (lambda m, x, s: K.sample_heun(m, x, s, disable=True), 2),
-    "k-diffusion lms": (lambda m, x, s: K.sample_lms(m, x, s, disable=True), 1),
-    "k-diffusion dpmpp_2m": (lambda m, x, s: K.sample_dpmpp_2m(m, x, s, disable=True), 1),
-    "k-diffusion dpmpp_3m_sde (eta 0)": (lambda m, x, s: K.sample_dpmpp_3m_sde(m, x, s, eta=0.0, disable=True), 1),
+    **K_ROWS,
 }
 
 
@@ -119,10 +115,7 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(2)
     text = "## Learned digits denoiser: quality against NFE\n\n" + markdown(measure(args.samples))
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    publish(text, args.out)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@
 
 EDM training (Karras et al. 2022) with k-diffusion's Denoiser preconditioning, but with log sigma
 uniform over [log 0.002, log 80], the whole range the samplers visit (EDM's log-normal leaves
-its ends untrained, and a sampler's stage there then meets an arbitrary output), Adam with a cosine learning rate, and an EMA of the weights, which is what is
-saved. Seeded, with deterministic algorithms and 2 threads: the same run makes the same file.
+its ends untrained, and a sampler's stage there then meets an arbitrary output), Adam with a
+one-cycle learning rate, and an EMA of the weights, which is what is saved. Seeded, with
+deterministic algorithms and 2 threads: the same run makes the same file.
 """
 
 import argparse

@@ -102,10 +102,11 @@ def quadrature_moments(v_of_logrho, rho, steps, origin, scale, n_moments, knots=
         hi = np.log(rho[steps])
         lo = np.log(rho[steps + 1])
 
-    def accumulate(rows, l, weights):
-        # rows: step row of each point; weights include e^l dl (or d rho).
+    def accumulate(rows, log_rho, weights):
+        # rows: the step of each point; weights include e^log_rho d log_rho (or d rho).
+        step = rows.reshape(log_rho.shape)
+        s = ((v_of_logrho(log_rho) - origin[step]) / scale[step]).ravel()
         rows = rows.ravel()
-        s = ((v_of_logrho(l) - origin[rows.reshape(l.shape)]) / scale[rows.reshape(l.shape)]).ravel()
         term = np.ravel(weights).copy()
         for m in range(n_moments):
             moments[:, m] -= np.bincount(rows, term, minlength=len(steps))
@@ -113,8 +114,8 @@ def quadrature_moments(v_of_logrho, rho, steps, origin, scale, n_moments, knots=
 
     for k in np.flatnonzero(rho[steps + 1] == 0):
         rho_cut = min(rho[steps[k]], ANALYTIC_TAIL_RHO)
-        l = np.log(rho_cut * 0.5 * (1.0 + _TAIL_LEGENDRE_X))
-        accumulate(np.full(l.shape, k), l, rho_cut * 0.5 * _TAIL_LEGENDRE_W)
+        log_rho = np.log(rho_cut * 0.5 * (1.0 + _TAIL_LEGENDRE_X))
+        accumulate(np.full(log_rho.shape, k), log_rho, rho_cut * 0.5 * _TAIL_LEGENDRE_W)
         lo[k] = math.log(rho_cut)
 
     # Panels: every step end and every knot is a panel boundary.
@@ -131,9 +132,9 @@ def quadrature_moments(v_of_logrho, rho, steps, origin, scale, n_moments, knots=
     row = np.searchsorted(-hi, -middle, side="right") - 1
     keep = (row >= 0) & (middle > lo[np.maximum(row, 0)]) & (width > 0)
     middle, width, row = middle[keep], width[keep], row[keep]
-    l = middle[:, None] + 0.5 * width[:, None] * _LEGENDRE_X
-    w = 0.5 * width[:, None] * _LEGENDRE_W * np.exp(l)
-    accumulate(np.broadcast_to(row[:, None], l.shape), l, w)
+    log_rho = middle[:, None] + 0.5 * width[:, None] * _LEGENDRE_X
+    w = 0.5 * width[:, None] * _LEGENDRE_W * np.exp(log_rho)
+    accumulate(np.broadcast_to(row[:, None], log_rho.shape), log_rho, w)
     return moments
 
 
@@ -186,7 +187,7 @@ def _lagrange_steps(coefficients, variant, rho, steps, degrees, time_map=None):
     if variant in ("rhoab", "ipndm_v"):
         moments = rho_moments(rho, steps, origin, scale, n_moments)
     elif variant == "logrhoab":
-        moments = quadrature_moments(lambda l: l, rho, steps, origin, scale, n_moments)
+        moments = quadrature_moments(lambda log_rho: log_rho, rho, steps, origin, scale, n_moments)
     elif variant == "tab":
         moments = quadrature_moments(time_map.t_of_logrho, rho, steps, origin, scale, n_moments,
                                      knots=time_map.knots)

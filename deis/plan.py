@@ -135,7 +135,7 @@ def multistep_plan(sigmas, options):
 
 
 def stability_limited(variant, rho, degrees, C, time_map, bound=STABILITY_BOUND):
-    """Lower step degrees so that the stiffest mode's parasitic growth, multiplied along the steps, stays below ``bound``.
+    """Lower step degrees until the stiffest mode's parasitic growth, compounded along the steps, stays below ``bound``.
 
     ``parasitic_radius`` is each step's growth factor for a perturbation of a direction where the
     data has no spread. Isolated factors a little above 1 are harmless (the paper's schedule

@@ -24,7 +24,7 @@ class TimeMap:
     knots = np.empty(0)
     finite_at_zero = True
 
-    def t_of_logrho(self, l):
+    def t_of_logrho(self, log_rho):
         raise NotImplementedError
 
     def rho_of_t(self, t):
@@ -46,9 +46,9 @@ class FlowTime(TimeMap):
 
     key = ("flow",)
 
-    def t_of_logrho(self, l):
-        # The logistic function of l, exact at l = +-inf.
-        return np.exp(-np.logaddexp(0.0, -np.asarray(l, dtype=np.float64)))
+    def t_of_logrho(self, log_rho):
+        # The logistic function of log rho, exact at log rho = +-inf.
+        return np.exp(-np.logaddexp(0.0, -np.asarray(log_rho, dtype=np.float64)))
 
     def rho_of_t(self, t):
         t = np.asarray(t, dtype=np.float64)
@@ -73,10 +73,10 @@ class VPLinearTime(TimeMap):
         self.beta_min, self.beta_max = beta_min, beta_max
         self.key = ("vp_linear", beta_min, beta_max)
 
-    def t_of_logrho(self, l):
+    def t_of_logrho(self, log_rho):
         # B = -log alpha_bar = log(1 + rho^2); t solves beta_min t + (beta_d / 2) t^2 = B.
         # This root form has no cancellation when B is small.
-        integral_beta = np.logaddexp(0.0, 2.0 * np.asarray(l, dtype=np.float64))
+        integral_beta = np.logaddexp(0.0, 2.0 * np.asarray(log_rho, dtype=np.float64))
         beta_d = self.beta_max - self.beta_min
         with np.errstate(invalid="ignore"):
             t = 2.0 * integral_beta / (np.sqrt(self.beta_min ** 2 + 2.0 * beta_d * integral_beta) + self.beta_min)
@@ -118,21 +118,21 @@ class DiscreteVPTime(TimeMap):
         alphas_cumprod = np.cumprod(1.0 - betas)
         return cls(np.sqrt((1.0 - alphas_cumprod) / alphas_cumprod))
 
-    def t_of_logrho(self, l):
-        l = np.asarray(l, dtype=np.float64)
+    def t_of_logrho(self, log_rho):
+        log_rho = np.asarray(log_rho, dtype=np.float64)
         knots, last = self.knots, self.knots.size - 1
-        t = np.interp(l, knots, np.arange(knots.size, dtype=np.float64))
-        below = (l - knots[0]) / (knots[1] - knots[0])
-        above = last + (l - knots[last]) / (knots[last] - knots[last - 1])
-        return np.where(l < knots[0], below, np.where(l > knots[last], above, t))
+        t = np.interp(log_rho, knots, np.arange(knots.size, dtype=np.float64))
+        below = (log_rho - knots[0]) / (knots[1] - knots[0])
+        above = last + (log_rho - knots[last]) / (knots[last] - knots[last - 1])
+        return np.where(log_rho < knots[0], below, np.where(log_rho > knots[last], above, t))
 
     def rho_of_t(self, t):
         t = np.asarray(t, dtype=np.float64)
         knots, last = self.knots, self.knots.size - 1
-        l = np.interp(t, np.arange(knots.size, dtype=np.float64), knots)
+        log_sigma = np.interp(t, np.arange(knots.size, dtype=np.float64), knots)
         below = knots[0] + t * (knots[1] - knots[0])
         above = knots[last] + (t - last) * (knots[last] - knots[last - 1])
-        return np.exp(np.where(t < 0, below, np.where(t > last, above, l)))
+        return np.exp(np.where(t < 0, below, np.where(t > last, above, log_sigma)))
 
     def __repr__(self):
         return f"DiscreteVPTime(<{self.sigmas.size} sigmas, {self.sigmas[0]:.4g}..{self.sigmas[-1]:.4g}>)"

@@ -138,7 +138,8 @@ class DEISScheduler:
     CATEGORY = "sampling/custom_sampling/schedulers"
     RETURN_TYPES = ("SIGMAS",)
     FUNCTION = "get_sigmas"
-    DESCRIPTION = "DEIS time schedules: uniform in t^(1/kappa) of the model's own time, in log rho, or in rho^(1/power)."
+    DESCRIPTION = ("DEIS time schedules: uniform in t^(1/kappa) of the model's own time, in log rho, "
+                   "or in rho^(1/power).")
 
     @classmethod
     def INPUT_TYPES(cls):

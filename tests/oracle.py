@@ -70,10 +70,10 @@ class Table:
     def t(self, rho):
         if rho == mp.inf:
             return mp.inf
-        l, ls = mp.log(rho), self.log_sigmas
-        k = max((n for n in range(len(ls) - 1) if ls[n] <= l), default=0)
+        log_rho, ls = mp.log(rho), self.log_sigmas
+        k = max((n for n in range(len(ls) - 1) if ls[n] <= log_rho), default=0)
         k = min(k, len(ls) - 2)
-        return k + (l - ls[k]) / (ls[k + 1] - ls[k])
+        return k + (log_rho - ls[k]) / (ls[k + 1] - ls[k])
 
     def integral(self, poly, t_from, t_to):
         """integral of poly(t) d rho(t) from t_from to t_to, exactly, segment by segment.

@@ -1,7 +1,6 @@
 """The bundled learned denoiser: its file, its determinism, and DEIS on an imperfect score."""
 
 import k_diffusion as K
-import pytest
 import torch
 
 from benchmarks.digits import WEIGHTS, load_data, load_denoiser

@@ -19,8 +19,8 @@ def test_time_uniform_is_uniform_in_t_to_the_one_over_kappa(kappa, time_map):
     assert sigmas[0] == sigma_max and sigmas[-2] == pytest.approx(sigma_min, rel=1e-12)
     t = time_map.t_of_rho(sigmas[:-1])
     offset = min(t[-1], 0.0)
-    assert np.allclose(np.diff((t - offset) ** (1 / kappa)), ((t[-1] - offset) ** (1 / kappa) - (t[0] - offset) ** (1 / kappa)) / 11,
-                       rtol=1e-9, atol=1e-9)
+    ramp = (t - offset) ** (1 / kappa)
+    assert np.allclose(np.diff(ramp), (ramp[-1] - ramp[0]) / 11, rtol=1e-9, atol=1e-9)
     assert np.all(np.diff(sigmas) < 0)
 
 
