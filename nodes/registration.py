@@ -59,6 +59,11 @@ def register_all():
     """Register everything; log one line for whatever this ComfyUI could not take."""
     from .samplers import SAMPLER_FUNCTIONS, SCHEDULER_NAME, deis_scheduler_handler
 
+    try:
+        import comfy.samplers  # noqa: F401
+    except ImportError:
+        log.debug("DEIS: imported outside ComfyUI; nothing to register")
+        return
     skipped = []
     try:
         added, clashes = register_samplers(SAMPLER_FUNCTIONS)

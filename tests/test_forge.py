@@ -133,6 +133,38 @@ def test_forge_lists_runs_and_restarts_with_the_pack(forge_with_pack):
         "seed": 1, "cfg_scale": 5, "override_settings": {"sd_model_checkpoint": CHECKPOINT.rsplit(".", 1)[0]}})
     assert result["images"] and base64.b64decode(result["images"][0])[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Sampler: DEIS tAB3" in json.loads(result["info"])["infotexts"][0]
+
+    # img2img starts below sigma_max; hires fix runs a second, shorter schedule on the upscaled latent
+    checkpoint = {"sd_model_checkpoint": CHECKPOINT.rsplit(".", 1)[0]}
+    image = server.post("/sdapi/v1/img2img", {
+        "init_images": [result["images"][0]], "denoising_strength": 0.5, "prompt": "a lighthouse", "steps": 6,
+        "width": 64, "height": 64, "sampler_name": "DEIS iPNDM", "seed": 2, "override_settings": checkpoint})
+    assert image["images"] and "Sampler: DEIS iPNDM" in json.loads(image["info"])["infotexts"][0]
+    hires = server.post("/sdapi/v1/txt2img", {
+        "prompt": "a lighthouse", "steps": 3, "width": 64, "height": 64, "sampler_name": "DEIS tAB2", "seed": 3,
+        "enable_hr": True, "hr_scale": 1.5, "hr_upscaler": "Latent", "hr_second_pass_steps": 2,
+        "denoising_strength": 0.5, "hr_additional_modules": ["Use same choices"], "override_settings": checkpoint})
+    png = base64.b64decode(hires["images"][0])
+    assert int.from_bytes(png[16:20], "big") == 96  # the PNG's width: the second pass ran at 1.5x
+
+    # interrupt and skip act between steps: a long run comes back early
+    import threading
+
+    for action in ("interrupt", "skip"):
+        timing = {}
+
+        def long_run():
+            start = time.time()
+            server.post("/sdapi/v1/txt2img", {"prompt": "a lighthouse", "steps": 60, "width": 64, "height": 64,
+                                              "sampler_name": "DEIS tAB3", "seed": 4, "override_settings": checkpoint})
+            timing["seconds"] = time.time() - start
+
+        thread = threading.Thread(target=long_run)
+        thread.start()
+        time.sleep(6)
+        server.post(f"/sdapi/v1/{action}", {})
+        thread.join(timeout=300)
+        assert timing["seconds"] < 40, (action, timing)  # 60 steps take about 70 s on this CPU
     server.stop()
 
     samplers = server.start("second")
