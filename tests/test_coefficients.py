@@ -46,13 +46,13 @@ def test_coefficients_sum_to_the_step_in_rho(variant, name, n, degree):
         assert np.sum(c) == pytest.approx(rho[i + 1] - rho[i], rel=1e-12, abs=1e-12 * rho[i])
 
 
-@pytest.mark.parametrize("variant", AB_VARIANTS)
-@pytest.mark.parametrize("name", SCHEDULES)
-@pytest.mark.parametrize("n", [5, 10, 50])
-@pytest.mark.parametrize("degree", [1, 2, 3])
+# At 50 steps degree 3 already covers every warm-start degree, so lower degrees run only for tAB there.
+ORACLE_CASES = [(variant, name, n, degree) for variant in AB_VARIANTS for name in SCHEDULES for n in (5, 10, 50)
+                for degree in (1, 2, 3) if not (n == 50 and degree < 3 and variant != "tab")]
+
+
+@pytest.mark.parametrize("variant, name, n, degree", ORACLE_CASES)
 def test_coefficients_match_a_30_digit_oracle(variant, name, n, degree):
-    if n == 50 and degree < 3 and variant != "tab":
-        pytest.skip("degree 3 at 50 steps covers every warm-start degree of this variant")
     sigmas, rho, degrees, C = table(variant, name, n, degree)
     form, oracle_map = SCHEDULES[name][1], SCHEDULES[name][3]
     checked = 0
