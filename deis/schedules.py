@@ -23,6 +23,13 @@ def _check(n, sigma_min, sigma_max):
         raise ValueError(f"a schedule needs 0 < sigma_min < sigma_max; got {sigma_min}, {sigma_max}")
 
 
+def _finite_rho_range(sigma_min, sigma_max, parameterisation, name):
+    rho_min, rho_max = get_parameterisation(parameterisation).rho(np.array([sigma_min, sigma_max]))
+    if not np.isfinite(rho_max):
+        raise ValueError(f"{name} steps cannot start at rho = inf (flow sigma = 1); lower sigma_max")
+    return rho_min, rho_max
+
+
 def _finish(rho, parameterisation):
     sigmas = get_parameterisation(parameterisation).sigma_from_rho(rho)
     return np.append(sigmas, 0.0)
@@ -49,9 +56,7 @@ def time_uniform(n, sigma_min, sigma_max, time_map, parameterisation="ve", kappa
 
 def log_rho_uniform(n, sigma_min, sigma_max, parameterisation="ve"):
     _check(n, sigma_min, sigma_max)
-    rho_min, rho_max = get_parameterisation(parameterisation).rho(np.array([sigma_min, sigma_max]))
-    if not np.isfinite(rho_max):
-        raise ValueError("log-rho-uniform steps cannot start at rho = inf (flow sigma = 1); lower sigma_max")
+    rho_min, rho_max = _finite_rho_range(sigma_min, sigma_max, parameterisation, "log-rho-uniform")
     return _finish(np.exp(np.linspace(np.log(rho_max), np.log(rho_min), n)), parameterisation)
 
 
@@ -59,8 +64,6 @@ def rho_polynomial(n, sigma_min, sigma_max, parameterisation="ve", power=7.0):
     _check(n, sigma_min, sigma_max)
     if not power > 0:
         raise ValueError(f"power must be positive; got {power}")
-    rho_min, rho_max = get_parameterisation(parameterisation).rho(np.array([sigma_min, sigma_max]))
-    if not np.isfinite(rho_max):
-        raise ValueError("rho-polynomial steps cannot start at rho = inf (flow sigma = 1); lower sigma_max")
+    rho_min, rho_max = _finite_rho_range(sigma_min, sigma_max, parameterisation, "rho-polynomial")
     ramp = np.linspace(rho_max ** (1 / power), rho_min ** (1 / power), n) ** power
     return _finish(ramp, parameterisation)

@@ -41,6 +41,14 @@ def parameterisation_of(model_sampling):
     return "ve"
 
 
+def sigma_table_of(model_sampling):
+    """The model's 1-D table of sigmas as float64 numpy, or None where it has none."""
+    table = getattr(model_sampling, "sigmas", None)
+    if table is None or getattr(table, "ndim", 0) != 1 or table.numel() < 2:
+        return None
+    return table.detach().cpu().double().numpy()
+
+
 def time_map_of(model_sampling, parameterisation):
     """The model's own time for tAB: its sigma table if it has one, flow time for flow models."""
     if parameterisation == "flow":
@@ -49,11 +57,11 @@ def time_map_of(model_sampling, parameterisation):
         return _time_maps[model_sampling]
     except (KeyError, TypeError):
         pass
-    table = getattr(model_sampling, "sigmas", None)
+    table = sigma_table_of(model_sampling)
     time_map = default_time_map("ve")
-    if table is not None and getattr(table, "ndim", 0) == 1 and table.numel() >= 2:
+    if table is not None:
         try:
-            time_map = DiscreteVPTime(table.detach().cpu().double().numpy())
+            time_map = DiscreteVPTime(table)
         except ValueError as error:
             log.warning("DEIS: the model's sigma table is unusable (%s); tAB uses VP-linear time", error)
     try:
@@ -65,8 +73,8 @@ def time_map_of(model_sampling, parameterisation):
 
 def discrete_time_map_of(model_sampling):
     """The model's sigma table as a time map; ValueError if it has none."""
-    table = getattr(model_sampling, "sigmas", None)
-    if table is None or getattr(table, "ndim", 0) != 1:
+    table = sigma_table_of(model_sampling)
+    if table is None:
         raise ValueError(f"time 'discrete_table' needs a model with a sigma table; "
                          f"{type(model_sampling).__name__} has none")
-    return DiscreteVPTime(table.detach().cpu().double().numpy())
+    return DiscreteVPTime(table)
