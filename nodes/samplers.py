@@ -8,9 +8,9 @@ from .model_info import discrete_time_map_of, model_sampling_of, parameterisatio
 
 #: The KSampler dropdown entries, in order. The first is the recommended default.
 KSAMPLER_CONFIGURATIONS = {name: CONFIGURATIONS[name] for name in (
-    "deis_tab3", "deis_tab2", "deis_tab1", "deis_logrhoab3", "deis_rhoab3", "deis_ipndm", "deis_ipndm_v",
-    "deis_rhork3")}
-RECOMMENDED = "deis_tab3"
+    "deis_tab3_v", "deis_tab2_v", "deis_tab3", "deis_tab2", "deis_tab1", "deis_logrhoab3", "deis_rhoab3",
+    "deis_ipndm", "deis_ipndm_v", "deis_rhork3")}
+RECOMMENDED = "deis_tab3_v"
 
 #: The scheduler entry in KSampler's dropdown: the paper's quadratic-in-time schedule.
 SCHEDULER_NAME = "deis_time_quadratic"
@@ -83,22 +83,33 @@ class SamplerDEIS:
                 "t = sigma for flow models). vp_linear: the paper's continuous VP (beta 0.1 to 20). "
                 "Ignored by the other variants."}),
             "lower_order_final": ("BOOLEAN", {"default": True, "tooltip":
-                "With fewer than 15 steps into sigma = 0, end with a DDIM step after a degree-1 step. "
-                "Steadier at very low step counts. Multistep variants only."}),
+                "The step into sigma = 0 is at most degree 1; with fewer than 15 steps it is degree 0, after "
+                "a degree-1 step. Steadier at very low step counts. Multistep variants only."}),
             "stable": ("BOOLEAN", {"default": False, "tooltip":
                 "Lower the degree of steps where errors would compound (Karras-type schedules at 8 to 20 "
                 "steps, which shrink sigma 2-3x a step). Guards degree-3 variants from diverging on some "
-                "models. Multistep variants only."}),
+                "models. Multistep variants with integrand eps and no corrector only."}),
+            "integrand": (["eps", "v"], {"default": "v", "tooltip":
+                "What the polynomial interpolates. eps: the paper's, eps_hat integrated in rho. v: the "
+                "v-prediction integrated in the angle arctan(rho), which takes the ODE's linear part from a "
+                "unit-variance Gaussian (what latents are scaled to); more accurate at few steps. "
+                "Multistep variants only."}),
+            "corrector": ("BOOLEAN", {"default": False, "tooltip":
+                "After each model call, redo the step that led there with the new value as one more "
+                "interpolation node (Adams-Moulton). No extra model calls; one order more on smooth "
+                "problems, but it can diverge on real models. Multistep variants only."}),
         }}
 
-    def get_sampler(self, variant, degree, tableau, parameterisation, time, lower_order_final, stable=False):
+    def get_sampler(self, variant, degree, tableau, parameterisation, time, lower_order_final, stable=False,
+                    integrand="eps", corrector=False):
         import comfy.samplers
 
         if variant == "rhork":
             options = dict(variant=variant, tableau=tableau, parameterisation=parameterisation)
         else:
             options = dict(variant=variant, degree=degree, parameterisation=parameterisation,
-                           lower_order_final=lower_order_final, stable=stable)
+                           lower_order_final=lower_order_final, stable=stable, integrand=integrand,
+                           corrector=corrector)
             if variant == "tab":
                 options["time"] = time
         return (comfy.samplers.KSAMPLER(comfy_sampler({}), extra_options=options),)

@@ -154,7 +154,7 @@ def test_sampler_custom_advanced_with_sampler_deis_and_the_deis_scheduler(comfy,
     sigmas = pack_nodes["DEISScheduler"]().get_sigmas(model, 10, 1.0, "time_uniform", 2.0, 7.0)[0]
     assert sigmas.shape == (11,) and sigmas[-1] == 0
     assert torch.isclose(sigmas[0], model.get_model_object("model_sampling").sigma_max.float())
-    sampler = pack_nodes["SamplerDEIS"]().get_sampler("tab", 3, "kutta3", "auto", "auto", True)[0]
+    sampler = pack_nodes["SamplerDEIS"]().get_sampler("tab", 3, "kutta3", "auto", "auto", True, False, "v", False)[0]
     latent = {"samples": torch.zeros(1, 4, 8, 8)}
     noise = comfy.custom.RandomNoise().get_noise(3)[0]
     guider = comfy.custom.CFGGuider().get_guider(model, comfy_support.empty_conditioning(),
@@ -176,10 +176,15 @@ def test_every_sampler_deis_option_runs(comfy, models):
     for variant in comfy.pack.deis.VARIANTS:
         for time in ("auto", "discrete_table", "vp_linear", "flow"):
             for parameterisation in ("auto", "ve"):
-                sampler = node.get_sampler(variant, 2, "rk4", parameterisation, time, False, variant != "rhork")[0]
-                out = comfy.sample.sample_custom(models["eps"], noise, 1.0, sampler, sigmas, cond, cond, latent,
-                                                 disable_pbar=True)
-                assert torch.isfinite(out).all()
+                for integrand, corrector in [("eps", False), ("v", True), ("v", False), ("eps", True)]:
+                    if variant == "rhork" and (integrand, corrector) != ("eps", False):
+                        continue
+                    stable = variant != "rhork" and (integrand, corrector) == ("eps", False)
+                    sampler = node.get_sampler(variant, 2, "rk4", parameterisation, time, False, stable, integrand,
+                                               corrector)[0]
+                    out = comfy.sample.sample_custom(models["eps"], noise, 1.0, sampler, sigmas, cond, cond, latent,
+                                                     disable_pbar=True)
+                    assert torch.isfinite(out).all()
     with pytest.raises(ValueError, match="flow sigmas must lie in"):
         sampler = node.get_sampler("tab", 2, "rk4", "flow", "auto", False)[0]
         comfy.sample.sample_custom(models["eps"], noise, 1.0, sampler, sigmas, cond, cond, latent, disable_pbar=True)
@@ -191,7 +196,7 @@ def test_ksampler_advanced_start_and_end_steps_chain(comfy, models):
     model, advanced = models["eps"], comfy.nodes.KSamplerAdvanced()
     cond = comfy_support.empty_conditioning()
     latent = {"samples": torch.zeros(1, 4, 8, 8)}
-    name = "deis_tab3"
+    name = comfy.pack.nodes.samplers.RECOMMENDED
     first = advanced.sample(model, "enable", 0, 20, 1.0, name, "karras", cond, cond, latent, 0, 8, "enable")[0]
     second = advanced.sample(model, "disable", 0, 20, 1.0, name, "karras", cond, cond, first, 8, 20, "disable")[0]
     sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "karras", 20)
@@ -210,7 +215,8 @@ def test_split_sigmas_segments_start_with_fresh_history(comfy, models):
     high, low = comfy.custom.SplitSigmas().get_sigmas(sigmas, 5)
     latent = torch.zeros(1, 4, 8, 8)
     noise = comfy.sample.prepare_noise(latent, 2)
-    sampler = comfy.samplers.sampler_object("deis_tab3")
+    name = comfy.pack.nodes.samplers.RECOMMENDED
+    sampler = comfy.samplers.sampler_object(name)
     cond = comfy_support.empty_conditioning()
     middle = comfy.sample.sample_custom(model, noise, 1.0, sampler, high, cond, cond, latent, disable_pbar=True)
     final = comfy.sample.sample_custom(model, torch.zeros_like(noise), 1.0, sampler, low, cond, cond, middle,
@@ -218,7 +224,7 @@ def test_split_sigmas_segments_start_with_fresh_history(comfy, models):
     # the first segment is exactly the core sampler on those sigmas, in the flow form, with the flow time
     deis = comfy.pack.deis
     direct = deis.sample_deis(MIXTURE.denoiser("flow"), noise.double(), high.double(), disable=True,
-                              parameterisation="flow", time_map=deis.FlowTime())
+                              parameterisation="flow", time_map=deis.FlowTime(), **deis.CONFIGURATIONS[name])
     ms = model.get_model_object("model_sampling")
     torch.testing.assert_close(ms.noise_scaling(high[-1], torch.zeros_like(noise), middle, False).double(),
                                direct, rtol=1e-4, atol=1e-4)
@@ -230,7 +236,7 @@ def test_denoise_below_one_starts_below_sigma_max(comfy, models):
     model = models["eps"]
     image = torch.from_numpy(MIXTURE.means[:1]).float().expand(1, 4, 8, 8).clone()
     latent = {"samples": image}
-    out = ksampler(comfy, model, "deis_tab3", "karras", 10, latent=latent, denoise=0.5)
+    out = ksampler(comfy, model, comfy.pack.nodes.samplers.RECOMMENDED, "karras", 10, latent=latent, denoise=0.5)
     sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "karras", 20)[-11:]
     noise = comfy.sample.prepare_noise(image, 0)
     start = start_state(model, sigmas, noise, image)
@@ -243,7 +249,7 @@ def test_inpainting_mask_keeps_the_unmasked_latent(comfy, models):
     image = torch.full((1, 4, 8, 8), 0.5)
     mask = torch.zeros(1, 1, 8, 8)
     mask[..., :, :4] = 1.0  # sample the left half, keep the right half
-    out = ksampler(comfy, models["eps"], "deis_tab3", "karras", 8, latent={"samples": image, "noise_mask": mask})
+    out = ksampler(comfy, models["eps"], comfy.pack.nodes.samplers.RECOMMENDED, "karras", 8, latent={"samples": image, "noise_mask": mask})
     torch.testing.assert_close(out[..., 4:], image[..., 4:])
     assert not torch.allclose(out[..., :4], image[..., :4])
     assert torch.isfinite(out).all()
@@ -253,7 +259,7 @@ def test_inpainting_mask_keeps_the_unmasked_latent(comfy, models):
 def test_batches_and_video_latents(comfy, models, shape):
     model = models["flow"]
     latent = torch.zeros(shape)
-    out = ksampler(comfy, model, "deis_tab3", "simple", 10, latent={"samples": latent})
+    out = ksampler(comfy, model, comfy.pack.nodes.samplers.RECOMMENDED, "simple", 10, latent={"samples": latent})
     assert out.shape == shape and torch.isfinite(out).all()
     noise = comfy.sample.prepare_noise(latent, 0)
     exact = MIXTURE.reference(noise.double().numpy(), 1.0, 0.0, "flow")
@@ -286,7 +292,7 @@ def test_progress_callback_once_per_step_and_cancel_between_steps(comfy, models)
     comfy.utils.set_progress_bar_global_hook(hook)
     try:
         with pytest.raises(comfy.management.InterruptProcessingException):
-            ksampler(comfy, model, "deis_tab3", "karras", 10)
+            ksampler(comfy, model, comfy.pack.nodes.samplers.RECOMMENDED, "karras", 10)
     finally:
         comfy.utils.set_progress_bar_global_hook(None)
         comfy.management.interrupt_current_processing(False)
