@@ -249,7 +249,8 @@ def test_inpainting_mask_keeps_the_unmasked_latent(comfy, models):
     image = torch.full((1, 4, 8, 8), 0.5)
     mask = torch.zeros(1, 1, 8, 8)
     mask[..., :, :4] = 1.0  # sample the left half, keep the right half
-    out = ksampler(comfy, models["eps"], comfy.pack.nodes.samplers.RECOMMENDED, "karras", 8, latent={"samples": image, "noise_mask": mask})
+    out = ksampler(comfy, models["eps"], comfy.pack.nodes.samplers.RECOMMENDED, "karras", 8,
+                   latent={"samples": image, "noise_mask": mask})
     torch.testing.assert_close(out[..., 4:], image[..., 4:])
     assert not torch.allclose(out[..., :4], image[..., :4])
     assert torch.isfinite(out).all()
