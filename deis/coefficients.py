@@ -258,13 +258,13 @@ def _step_integrals(variant, rho, degrees, time_map, integrand, lead):
     steps = np.flatnonzero(degrees > 0)
     singular_at_zero = variant == "logrhoab" or (variant == "tab" and not time_map.finite_at_zero)
     if singular_at_zero and steps.size and rho[steps[-1] + 1] == 0:
-        _lagrange_steps(coefficients, "rhoab", rho, steps[-1:], degrees, None, integrand, lead)
+        _lagrange_steps(coefficients, "rhoab", rho, delta, steps[-1:], degrees, None, integrand, lead)
         steps = steps[:-1]
-    _lagrange_steps(coefficients, variant, rho, steps, degrees, time_map, integrand, lead)
+    _lagrange_steps(coefficients, variant, rho, delta, steps, degrees, time_map, integrand, lead)
     return coefficients
 
 
-def _lagrange_steps(coefficients, variant, rho, steps, degrees, time_map, integrand, lead):
+def _lagrange_steps(coefficients, variant, rho, delta, steps, degrees, time_map, integrand, lead):
     """Fill ``coefficients[i]`` for ``i`` in ``steps`` (all of degree >= 1) with the variant's Lagrange integrals.
 
     The nodes are ``i + lead, ..., i + lead - r``: the history for a predictor (lead 0), the
@@ -276,18 +276,19 @@ def _lagrange_steps(coefficients, variant, rho, steps, degrees, time_map, integr
     n_moments = int(degrees[steps].max()) + 1
     origin = v[steps + lead]
     scale = v[steps + lead] - v[steps + lead - 1]
-    if variant in ("rhoab", "ipndm_v") and integrand == "eps":
+    if variant in ("rhoab", "ipndm_v"):
+        v_of_logrho, knots = np.exp, ()
+    elif variant == "logrhoab":
+        v_of_logrho, knots = (lambda log_rho: log_rho), ()
+    elif variant == "tab":
+        v_of_logrho, knots = time_map.t_of_logrho, time_map.knots
+    else:
+        raise ValueError(f"unknown multistep variant {variant!r}")
+    if v_of_logrho is np.exp and integrand == "eps":
         moments = rho_moments(rho, steps, origin, scale, n_moments)
     else:
-        v_of_logrho = {"rhoab": np.exp, "ipndm_v": np.exp, "logrhoab": lambda log_rho: log_rho}.get(variant)
-        knots = ()
-        if variant == "tab":
-            v_of_logrho, knots = time_map.t_of_logrho, time_map.knots
-        if v_of_logrho is None:
-            raise ValueError(f"unknown multistep variant {variant!r}")
         moments = quadrature_moments(v_of_logrho, rho, steps, origin, scale, n_moments, knots, integrand)
-    mu = measure(integrand, rho)
-    moments[:, 0] = mu[steps + 1] - mu[steps]  # known exactly
+    moments[:, 0] = delta[steps]  # known exactly
 
     for r in np.unique(degrees[steps]):
         rows = np.flatnonzero(degrees[steps] == r)

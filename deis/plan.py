@@ -141,12 +141,14 @@ def multistep_plan(sigmas, options):
     rho, alpha = param.rho(sigmas), param.alpha(sigmas)
     v = interpolation_nodes(variant, rho, time_map)
     degrees = step_degrees(v, options["degree"], sigmas[-1] == 0, options["lower_order_final"])
+    if integrand == "v" and sigmas[-1] == 0:
+        # The v integrand steps into sigma = 0 with DDIM, x = D: exact where the data has no
+        # spread (the kept region of an inpainting mask), which no polynomial in v is.
+        degrees[-1] = 0
     C = ab_coefficients(variant, rho, degrees, time_map, integrand)
     if options.get("stable"):
         C, degrees = stability_limited(variant, rho, degrees, C, time_map)
-    # The v integrand steps into sigma = 0 with DDIM, x = D: exact where the data has no
-    # spread (the kept region of an inpainting mask), which no polynomial in v is.
-    ddim_into_zero = sigmas[-1] == 0 and (integrand == "v" or degrees[-1] == 0)
+    ddim_into_zero = sigmas[-1] == 0 and degrees[-1] == 0
     corrections, history = [None] * len(C), int(degrees.max()) + 1
     if options["corrector"]:
         correction_degrees = corrector_degrees(v, rho, degrees, integrand)
@@ -166,7 +168,7 @@ def multistep_plan(sigmas, options):
         updates = [vp_update(scale, i, c) for i, c in enumerate(C)]
         corrected = [None if c is None else vp_update(scale, i, c) for i, c in enumerate(corrections)]
         if ddim_into_zero:
-            updates[-1] = Update(0.0, 1.0, (0.0,))
+            updates[-1] = Update(0.0, 1.0, (0.0,))  # degree 0 in v would be a step in phi, not DDIM
     steps = tuple(Step(float(slope_x[i]), float(slope_d[i]), (), updates[i], corrected[i]) for i in range(len(C)))
     return Plan("multistep", steps, history, (), options)
 

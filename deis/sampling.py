@@ -95,7 +95,8 @@ def sample_deis(model, x, sigmas, extra_args=None, callback=None, disable=None, 
         if plan.family == "multistep":
             history.appendleft(slope(x, denoised, step))
             if awaiting is not None:
-                x = apply_update(awaiting[1], awaiting[2], awaiting[0], history)
+                correction, x_start, denoised_start = awaiting
+                x = apply_update(x_start, denoised_start, correction, history)
                 if step.update.d_scale != 0.0:
                     # The history keeps the slope at the predicted point (as UniPC does); the
                     # data form needs the denoised value that this slope and the corrected x imply.
