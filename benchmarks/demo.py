@@ -19,11 +19,12 @@ import k_diffusion.sampling as K
 
 from benchmarks.digits import load_data, load_denoiser
 from benchmarks.quality import frechet_distance, relative_l2
-from deis import VPLinearTime, sample_deis, sample_deis_tab3_v
+from deis import VPLinearTime, sample_deis, sample_deis_tab2_v, sample_deis_tab3_v
 from deis.schedules import time_uniform
 
 NFES = (5, 10)
 SAMPLERS = {
+    "DEIS tAB2 v": lambda m, x, s: sample_deis_tab2_v(m, x, s, disable=True),
     "DEIS tAB3 v": lambda m, x, s: sample_deis_tab3_v(m, x, s, disable=True),
     "DEIS tAB3 v + corrector": lambda m, x, s: sample_deis_tab3_v(m, x, s, disable=True, corrector=True),
     "DEIS tAB3": lambda m, x, s: sample_deis(m, x, s, disable=True, variant="tab", degree=3),

@@ -42,6 +42,7 @@ SAMPLERS = {
     "DEIS tAB1": (deis(variant="tab", degree=1), 1),
     "DEIS tAB2": (deis(variant="tab", degree=2), 1),
     "DEIS tAB3": (deis(variant="tab", degree=3), 1),
+    "DEIS tAB2 v": (deis(variant="tab", degree=2, integrand="v"), 1),
     "DEIS tAB3 v": (deis(variant="tab", degree=3, integrand="v"), 1),
     "DEIS tAB3 v + corrector": (deis(variant="tab", degree=3, integrand="v", corrector=True), 1),
     "DEIS rhoAB3": (deis(variant="rhoab", degree=3), 1),

@@ -2,7 +2,7 @@
 
     from deis import sample_deis
     x = sample_deis(denoiser, noise * sigmas[0], sigmas, variant="tab", degree=3)
-    x = sample_deis_tab3_v(denoiser, noise * sigmas[0], sigmas)  # the recommended default
+    x = sample_deis_tab2_v(denoiser, noise * sigmas[0], sigmas)  # the recommended default
 """
 
 from .cache import CoefficientCache, default_cache

@@ -8,9 +8,9 @@ from .model_info import discrete_time_map_of, model_sampling_of, parameterisatio
 
 #: The KSampler dropdown entries, in order. The first is the recommended default.
 KSAMPLER_CONFIGURATIONS = {name: CONFIGURATIONS[name] for name in (
-    "deis_tab3_v", "deis_tab2_v", "deis_tab3", "deis_tab2", "deis_tab1", "deis_logrhoab3", "deis_rhoab3",
+    "deis_tab2_v", "deis_tab3_v", "deis_tab3", "deis_tab2", "deis_tab1", "deis_logrhoab3", "deis_rhoab3",
     "deis_ipndm", "deis_ipndm_v", "deis_rhork3")}
-RECOMMENDED = "deis_tab3_v"
+RECOMMENDED = "deis_tab2_v"
 
 #: The scheduler entry in KSampler's dropdown: the paper's quadratic-in-time schedule.
 SCHEDULER_NAME = "deis_time_quadratic"
@@ -69,9 +69,10 @@ class SamplerDEIS:
                 "(k-diffusion's LMS). logrhoab: polynomial in log rho. ipndm: fixed Adams-Bashforth weights. "
                 "ipndm_v: variable-step AB (same method as rhoab). rhork: Runge-Kutta in rho (several model "
                 "calls per step)."}),
-            "degree": ("INT", {"default": 3, "min": 0, "max": 3, "tooltip":
-                "Polynomial degree r of the multistep variants: tAB3 is r = 3, r = 0 is DDIM. "
-                "Ignored by rhork."}),
+            "degree": ("INT", {"default": 2, "min": 0, "max": 3, "tooltip":
+                "Polynomial degree r of the multistep variants: tAB3 is r = 3, r = 0 is DDIM. Default 2 "
+                "(with integrand v: the recommended deis_tab2_v); 3 can be more accurate, but it can diverge "
+                "on Karras-type schedules over a wide sigma range. Ignored by rhork."}),
             "tableau": (list(TABLEAUS), {"default": "kutta3", "tooltip":
                 "Runge-Kutta tableau for rhork (order: midpoint/heun2/ralston2 2, kutta3/ralston3 3, rk4 4). "
                 "Ignored by the multistep variants."}),

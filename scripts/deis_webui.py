@@ -19,8 +19,8 @@ log = logging.getLogger("deis-webui")
 
 #: label in the WebUI, alias (the ComfyUI name), core options
 CONFIGURATIONS = (
-    ("DEIS tAB3 v", "deis_tab3_v", dict(variant="tab", degree=3, integrand="v")),
     ("DEIS tAB2 v", "deis_tab2_v", dict(variant="tab", degree=2, integrand="v")),
+    ("DEIS tAB3 v", "deis_tab3_v", dict(variant="tab", degree=3, integrand="v")),
     ("DEIS tAB3", "deis_tab3", dict(variant="tab", degree=3)),
     ("DEIS tAB2", "deis_tab2", dict(variant="tab", degree=2)),
     ("DEIS tAB1", "deis_tab1", dict(variant="tab", degree=1)),

@@ -24,7 +24,7 @@ import comfy_support
 from benchmarks.problems import MIXTURE, relative_error
 from deis.timemaps import DiscreteVPTime
 
-PACK_NAMES = ["deis_tab3_v", "deis_tab2_v", "deis_tab3", "deis_tab2", "deis_tab1", "deis_logrhoab3", "deis_rhoab3",
+PACK_NAMES = ["deis_tab2_v", "deis_tab3_v", "deis_tab3", "deis_tab2", "deis_tab1", "deis_logrhoab3", "deis_rhoab3",
               "deis_ipndm", "deis_ipndm_v", "deis_rhork3"]
 SCHEDULER = "deis_time_quadratic"
 

@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-LABELS = ["DEIS tAB3 v", "DEIS tAB2 v", "DEIS tAB3", "DEIS tAB2", "DEIS tAB1", "DEIS log-rho AB3", "DEIS rhoAB3",
+LABELS = ["DEIS tAB2 v", "DEIS tAB3 v", "DEIS tAB3", "DEIS tAB2", "DEIS tAB1", "DEIS log-rho AB3", "DEIS rhoAB3",
           "DEIS iPNDM", "DEIS iPNDM-v", "DEIS rhoRK3"]
-ALIASES = ["deis_tab3_v", "deis_tab2_v", "deis_tab3", "deis_tab2", "deis_tab1", "deis_logrhoab3", "deis_rhoab3",
+ALIASES = ["deis_tab2_v", "deis_tab3_v", "deis_tab3", "deis_tab2", "deis_tab1", "deis_logrhoab3", "deis_rhoab3",
            "deis_ipndm", "deis_ipndm_v", "deis_rhork3"]
 CHECKPOINT = "deis-test-random-sd15.safetensors"
 

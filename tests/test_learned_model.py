@@ -61,3 +61,23 @@ def test_stable_keeps_tab3_from_diverging_on_a_karras_schedule():
     stable = relative_l2(sample_deis(model, noise * 80.0, sigmas, disable=True, stable=True), reference)
     ddim = relative_l2(sample_deis(model, noise * 80.0, sigmas, disable=True, degree=0), reference)
     assert plain > 0.5 and stable < 0.05 and stable < ddim / 2, (plain, stable, ddim)
+
+
+@torch.no_grad()
+def test_the_recommended_tab2_v_holds_where_tab3_v_diverges():
+    """EDM/Karras from sigma 80 to 0.002 at 8 and 15 steps: tAB3 v's cubic extrapolates across the
+    noise levels where the digits resolve (rho ~ 0.3 to 2) and the run goes astray; the recommended
+    deis_tab2_v stays close to the ODE and ahead of DPM-Solver++(2M)."""
+    from benchmarks import schedules
+    from deis import sample_deis_tab2_v, sample_deis_tab3_v
+
+    model = load_denoiser()
+    noise = torch.randn(2000, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    reference = sample_deis(model, noise * 80.0, torch.from_numpy(schedules.edm(200)).float(), disable=True, degree=2)
+    for steps in (8, 15):
+        sigmas = torch.from_numpy(schedules.edm(steps)).float()
+        errors = {name: relative_l2(sampler(model, noise * 80.0, sigmas, disable=True), reference)
+                  for name, sampler in (("tab2_v", sample_deis_tab2_v), ("tab3_v", sample_deis_tab3_v),
+                                        ("dpmpp_2m", K.sampling.sample_dpmpp_2m))}
+        assert errors["tab3_v"] > 0.3, (steps, errors)
+        assert errors["tab2_v"] < 0.15 and errors["tab2_v"] < errors["dpmpp_2m"], (steps, errors)

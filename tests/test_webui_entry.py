@@ -16,7 +16,7 @@ from benchmarks.problems import MIXTURE, relative_error
 from deis import DiscreteVPTime, FlowTime, sample_deis
 
 SCRIPT = __import__("pathlib").Path(__file__).resolve().parent.parent / "scripts" / "deis_webui.py"
-LABELS = ["DEIS tAB3 v", "DEIS tAB2 v", "DEIS tAB3", "DEIS tAB2", "DEIS tAB1", "DEIS log-rho AB3", "DEIS rhoAB3",
+LABELS = ["DEIS tAB2 v", "DEIS tAB3 v", "DEIS tAB3", "DEIS tAB2", "DEIS tAB1", "DEIS log-rho AB3", "DEIS rhoAB3",
           "DEIS iPNDM", "DEIS iPNDM-v", "DEIS rhoRK3"]
 
 
