@@ -126,14 +126,17 @@ def summary(results, names, default, nfes=NFES, schedulers=SCHEDULERS, models=MO
     cells = [(k, s, n) for k in models for s in schedulers for n in nfes]
     low = [(k, s, n) for k, s, n in cells if n <= 10]
     pack = [m for m in names if m not in BUILTINS]
+
+    def best(samplers, cell, measure):
+        k, s, n = cell
+        return min(results[(k, s, m, n)][measure] for m in samplers if (k, s, m, n) in results)
+
     lines = []
     for measure, label in ((0, "final error"), (1, "error at the last nonzero sigma")):
-        error = lambda k, s, m, n, measure=measure: results[(k, s, m, n)][measure]  # noqa: E731
-        beats_deis = sum(error(k, s, default, n) < error(k, s, "deis", n) for k, s, n in cells)
-        best_wins = sum(min(error(k, s, m, n) for m in pack if (k, s, m, n) in results)
-                        < min(error(k, s, m, n) for m in BUILTINS if (k, s, m, n) in results) for k, s, n in low)
-        ratio = math.exp(sum(math.log(error(k, s, default, n) / error(k, s, "deis", n)) for k, s, n in cells)
-                         / len(cells))
+        ratios = [best([default], cell, measure) / best(["deis"], cell, measure) for cell in cells]
+        beats_deis = sum(ratio < 1 for ratio in ratios)
+        best_wins = sum(best(pack, cell, measure) < best(BUILTINS, cell, measure) for cell in low)
+        ratio = math.exp(sum(map(math.log, ratios)) / len(cells))
         lines.append(f"{label.capitalize()}: {default} beats ComfyUI's built-in deis in {beats_deis} of {len(cells)} "
                      f"cells (geometric mean of its error over deis's: {ratio:.2f}); at NFE <= 10 the pack's best "
                      f"configuration beats every built-in sampler in {best_wins} of {len(low)} cells.")

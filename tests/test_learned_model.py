@@ -79,5 +79,5 @@ def test_the_recommended_tab2_v_holds_where_tab3_v_diverges():
         errors = {name: relative_l2(sampler(model, noise * 80.0, sigmas, disable=True), reference)
                   for name, sampler in (("tab2_v", sample_deis_tab2_v), ("tab3_v", sample_deis_tab3_v),
                                         ("dpmpp_2m", K.sampling.sample_dpmpp_2m))}
-        assert errors["tab3_v"] > 0.3, (steps, errors)
         assert errors["tab2_v"] < 0.15 and errors["tab2_v"] < errors["dpmpp_2m"], (steps, errors)
+        assert errors["tab3_v"] > 4 * errors["tab2_v"], (steps, errors)
