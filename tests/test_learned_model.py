@@ -14,15 +14,19 @@ def test_weights_are_small_safetensors_that_load_as_a_k_diffusion_denoiser():
     assert WEIGHTS.stat().st_size < 5 * 1024 * 1024
     model = load_denoiser()
     assert isinstance(model, K.layers.Denoiser)
-    x = load_data()[:64]
+    data = load_data()
+    x = data[:64]
+    generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for sigma in (0.002, 1.0, 80.0):
-            noisy = x + torch.randn_like(x) * sigma
+            noisy = x + torch.randn(x.shape, generator=generator) * sigma
             denoised = model(noisy, torch.full([64], sigma))
             assert denoised.shape == x.shape and torch.isfinite(denoised).all()
-        # at low noise the denoiser returns nearly its input; at high noise, something near the data
+        # At low noise the denoiser returns nearly its input; at high noise nearly the data's mean
+        # (RMS distance 0.03 to 0.13 over 300 noise draws, where the digits spread 0.54 about it).
         assert relative_l2(model(x, torch.full([64], 0.002)), x) < 0.01
-        assert (model(torch.randn_like(x) * 80, torch.full([64], 80.0)).abs() < 2).all()
+        far = model(torch.randn(x.shape, generator=generator) * 80, torch.full([64], 80.0))
+        assert (far - data.mean(0)).pow(2).mean().sqrt() < 0.25
 
 
 def test_training_is_deterministic():
