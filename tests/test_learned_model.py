@@ -1,12 +1,14 @@
 """The bundled learned denoiser: its file, its determinism, and DEIS on an imperfect score."""
 
 import k_diffusion as K
+import pytest
 import torch
 
+from benchmarks import schedules
 from benchmarks.digits import WEIGHTS, load_data, load_denoiser
 from benchmarks.quality import relative_l2
 from benchmarks.train_digits import train
-from deis import VPLinearTime, sample_deis
+from deis import VPLinearTime, sample_deis, sample_deis_tab2_v, sample_deis_tab3_v
 from deis.schedules import time_uniform
 
 
@@ -52,35 +54,40 @@ def test_tab3_beats_ddim_and_tab1_on_the_learned_model():
     assert errors[3] < errors[0] / 2
 
 
-@torch.no_grad()
-def test_stable_keeps_tab3_from_diverging_on_a_karras_schedule():
-    """EDM/Karras at 15 steps: each step shrinks rho 2-3x, and tAB3's parasitic roots compound."""
-    from benchmarks import schedules
+def edm_sigmas(steps):
+    return torch.from_numpy(schedules.edm(steps)).float()
 
+
+@pytest.fixture(scope="module")
+@torch.no_grad()
+def edm_problem():
+    """The learned model, 2,000 noises at sigma 80 (a few of them make tAB3 diverge on EDM/Karras), and
+    their 200-step tAB2 solution on that schedule."""
     model = load_denoiser()
-    noise = torch.randn(2000, 1, 8, 8, generator=torch.Generator().manual_seed(0))  # a few of these diverge
-    sigmas = torch.from_numpy(schedules.edm(15)).float()
-    reference = sample_deis(model, noise * 80.0, torch.from_numpy(schedules.edm(200)).float(), disable=True, degree=2)
-    plain = relative_l2(sample_deis(model, noise * 80.0, sigmas, disable=True), reference)
-    stable = relative_l2(sample_deis(model, noise * 80.0, sigmas, disable=True, stable=True), reference)
-    ddim = relative_l2(sample_deis(model, noise * 80.0, sigmas, disable=True, degree=0), reference)
+    start = torch.randn(2000, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 80.0
+    return model, start, sample_deis(model, start, edm_sigmas(200), disable=True, degree=2)
+
+
+@torch.no_grad()
+def test_stable_keeps_tab3_from_diverging_on_a_karras_schedule(edm_problem):
+    """EDM/Karras at 15 steps: each step shrinks rho 2-3x, and tAB3's parasitic roots compound."""
+    model, start, reference = edm_problem
+    sigmas = edm_sigmas(15)
+    plain = relative_l2(sample_deis(model, start, sigmas, disable=True), reference)
+    stable = relative_l2(sample_deis(model, start, sigmas, disable=True, stable=True), reference)
+    ddim = relative_l2(sample_deis(model, start, sigmas, disable=True, degree=0), reference)
     assert plain > 0.5 and stable < 0.05 and stable < ddim / 2, (plain, stable, ddim)
 
 
 @torch.no_grad()
-def test_the_recommended_tab2_v_holds_where_tab3_v_diverges():
+def test_the_recommended_tab2_v_holds_where_tab3_v_diverges(edm_problem):
     """EDM/Karras from sigma 80 to 0.002 at 8 and 15 steps: tAB3 v's cubic extrapolates across the
     noise levels where the digits resolve (rho ~ 0.3 to 2) and the run goes astray; the recommended
     deis_tab2_v stays close to the ODE and ahead of DPM-Solver++(2M)."""
-    from benchmarks import schedules
-    from deis import sample_deis_tab2_v, sample_deis_tab3_v
-
-    model = load_denoiser()
-    noise = torch.randn(2000, 1, 8, 8, generator=torch.Generator().manual_seed(0))
-    reference = sample_deis(model, noise * 80.0, torch.from_numpy(schedules.edm(200)).float(), disable=True, degree=2)
+    model, start, reference = edm_problem
     for steps in (8, 15):
-        sigmas = torch.from_numpy(schedules.edm(steps)).float()
-        errors = {name: relative_l2(sampler(model, noise * 80.0, sigmas, disable=True), reference)
+        sigmas = edm_sigmas(steps)
+        errors = {name: relative_l2(sampler(model, start, sigmas, disable=True), reference)
                   for name, sampler in (("tab2_v", sample_deis_tab2_v), ("tab3_v", sample_deis_tab3_v),
                                         ("dpmpp_2m", K.sampling.sample_dpmpp_2m))}
         assert errors["tab2_v"] < 0.15 and errors["tab2_v"] < errors["dpmpp_2m"], (steps, errors)
