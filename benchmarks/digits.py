@@ -1,8 +1,10 @@
-"""A small learned denoiser for scikit-learn's 8x8 digits, wrapped as a k-diffusion denoiser.
+"""Small learned denoisers for scikit-learn's 8x8 digits: an EDM-style model and a flow-matching model.
 
-The network is deliberately small and imperfect: its score is a learned approximation, so the
+The networks are deliberately small and imperfect: their scores are learned approximations, so the
 samplers are compared on the kind of error a real model makes, not only on an exact problem.
-``benchmarks/train_digits.py`` makes the weights; ``load_denoiser()`` loads them.
+``benchmarks/train_digits.py`` makes the weights; ``load_denoiser()`` loads the EDM-style (VE)
+k-diffusion denoiser, ``load_flow_denoiser()`` the flow-matching one (``x = (1 - s) x0 + s eps``,
+the network predicts the velocity ``eps - x0``; s runs from 1 at pure noise to 0).
 """
 
 import math
@@ -12,6 +14,7 @@ import torch
 from torch import nn
 
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "digits_denoiser.safetensors"
+FLOW_WEIGHTS = Path(__file__).resolve().parent / "weights" / "flow_digits.safetensors"
 HIDDEN, FOURIER = 384, 16
 
 
@@ -36,9 +39,39 @@ class DigitsMLP(nn.Module):
             nn.Linear(hidden, 64))
 
     def forward(self, x, sigma):
-        c_noise = (sigma.log() / 4).to(x.dtype)[:, None] * self.frequencies.to(x.dtype)
-        features = torch.cat([x.flatten(1), c_noise.sin(), c_noise.cos()], dim=1)
-        return self.net(features).view_as(x)
+        return self.net(self.features(x, self.noise_level(sigma))).view_as(x)
+
+    def noise_level(self, sigma):
+        return sigma.log() / 4
+
+    def features(self, x, level):
+        c_noise = level.to(x.dtype)[:, None] * self.frequencies.to(x.dtype)
+        return torch.cat([x.flatten(1), c_noise.sin(), c_noise.cos()], dim=1)
+
+
+class FlowDigitsMLP(DigitsMLP):
+    """The velocity ``eps - x0`` at flow time s; the noise level is ``2 s - 1``, finite at both ends."""
+
+    def noise_level(self, s):
+        return 2 * s - 1
+
+
+class FlowDenoiser(nn.Module):
+    """``D(x, s) = x - s * velocity``: a k-diffusion-style denoiser in the flow form (alpha = 1 - s)."""
+
+    def __init__(self, inner_model):
+        super().__init__()
+        self.inner_model = inner_model
+
+    def forward(self, x, sigma, **kwargs):
+        s = sigma.reshape(-1, *([1] * (x.ndim - 1))).to(x.dtype)
+        return x - s * self.inner_model(x, sigma.to(x.dtype))
+
+    def loss(self, x0, noise, s):
+        """Conditional flow matching: the squared error of the velocity at ``x = (1 - s) x0 + s eps``."""
+        s_ = s.reshape(-1, *([1] * (x0.ndim - 1)))
+        x = (1 - s_) * x0 + s_ * noise
+        return (self.inner_model(x, s) - (noise - x0)).pow(2).flatten(1).mean(1)
 
 
 def make_denoiser(sigma_data):
@@ -47,12 +80,26 @@ def make_denoiser(sigma_data):
     return K.layers.Denoiser(DigitsMLP(), sigma_data=sigma_data)
 
 
-def load_denoiser(path=WEIGHTS, dtype=torch.float32):
-    """The trained k-diffusion denoiser ``model(x, sigma) -> D``, in eval mode, without gradients."""
+def make_flow_denoiser(sigma_data=None):
+    return FlowDenoiser(FlowDigitsMLP())
+
+
+def load_denoiser(path=WEIGHTS, dtype=torch.float32, kind="ve"):
+    """A trained denoiser ``model(x, sigma) -> D``, in eval mode, without gradients.
+
+    ``kind="ve"``: the EDM-style k-diffusion denoiser; ``"flow"``: the flow-matching one (then
+    ``path`` defaults to FLOW_WEIGHTS and sigma is the flow time s).
+    """
     from safetensors.torch import load_file
 
+    if kind == "flow" and path == WEIGHTS:
+        path = FLOW_WEIGHTS
     state = load_file(str(path))
     sigma_data = float(state.pop("sigma_data"))
-    model = make_denoiser(sigma_data)
+    model = make_flow_denoiser() if kind == "flow" else make_denoiser(sigma_data)
     model.inner_model.load_state_dict(state)
     return model.to(dtype).eval().requires_grad_(False)
+
+
+def load_flow_denoiser(dtype=torch.float32):
+    return load_denoiser(FLOW_WEIGHTS, dtype, kind="flow")

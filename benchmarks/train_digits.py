@@ -1,6 +1,10 @@
-"""Train the digits denoiser deterministically and save it as safetensors.
+"""Train a digits denoiser deterministically and save it as safetensors.
 
-    python -m benchmarks.train_digits [--steps 20000] [--out benchmarks/weights/digits_denoiser.safetensors]
+    python -m benchmarks.train_digits [--kind ve|flow] [--steps 20000] [--out PATH]
+
+--kind flow trains the flow-matching model instead (``x = (1 - s) x0 + s eps``, velocity loss),
+with s drawn half uniformly in (0, 1) and half as s = rho / (1 + rho) with log rho uniform over
+[log 0.002, log 80], so that the low-noise end the samplers finish in is trained as well.
 
 EDM training (Karras et al. 2022) with k-diffusion's Denoiser preconditioning, but with log sigma
 uniform over [log 0.002, log 80], the whole range the samplers visit (EDM's log-normal leaves
@@ -18,18 +22,27 @@ import math
 
 import torch
 
-from benchmarks.digits import WEIGHTS, load_data, make_denoiser
+from benchmarks.digits import FLOW_WEIGHTS, WEIGHTS, load_data, make_denoiser, make_flow_denoiser
 
 LOG_SIGMA_MIN, LOG_SIGMA_MAX = math.log(0.002), math.log(80.0)
 
 
-def train(steps, batch=256, lr=2e-3, ema_decay=0.999, seed=0, log_every=1000):
+def noise_levels(kind, batch, generator):
+    """Training sigmas (VE) or flow times s (flow)."""
+    log_rho = torch.rand(batch, generator=generator) * (LOG_SIGMA_MAX - LOG_SIGMA_MIN) + LOG_SIGMA_MIN
+    if kind == "ve":
+        return log_rho.exp()
+    uniform = torch.rand(batch, generator=generator)
+    return torch.where(torch.arange(batch) % 2 == 0, uniform, torch.sigmoid(log_rho))
+
+
+def train(steps, batch=256, lr=2e-3, ema_decay=0.999, seed=0, log_every=1000, kind="ve"):
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(2)
     data = load_data()
     sigma_data = float(data.std())
-    model = make_denoiser(sigma_data)
+    model = make_flow_denoiser() if kind == "flow" else make_denoiser(sigma_data)
     ema = copy.deepcopy(model.inner_model).requires_grad_(False)
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=steps, pct_start=0.05)
@@ -37,7 +50,7 @@ def train(steps, batch=256, lr=2e-3, ema_decay=0.999, seed=0, log_every=1000):
     start = time.time()
     for step in range(1, steps + 1):
         x0 = data[torch.randint(len(data), (batch,), generator=generator)]
-        sigma = (torch.rand(batch, generator=generator) * (LOG_SIGMA_MAX - LOG_SIGMA_MIN) + LOG_SIGMA_MIN).exp()
+        sigma = noise_levels(kind, batch, generator)
         noise = torch.randn(x0.shape, generator=generator)
         loss = model.loss(x0, noise, sigma).mean()
         optimiser.zero_grad(set_to_none=True)
@@ -55,11 +68,13 @@ def train(steps, batch=256, lr=2e-3, ema_decay=0.999, seed=0, log_every=1000):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=20000)
-    parser.add_argument("--out", default=str(WEIGHTS))
+    parser.add_argument("--kind", choices=("ve", "flow"), default="ve")
+    parser.add_argument("--out", default=None)
     args = parser.parse_args()
+    args.out = args.out or str(FLOW_WEIGHTS if args.kind == "flow" else WEIGHTS)
     from safetensors.torch import save_file
 
-    ema, sigma_data = train(args.steps)
+    ema, sigma_data = train(args.steps, kind=args.kind)
     state = {k: v.contiguous() for k, v in ema.state_dict().items()}
     state["sigma_data"] = torch.tensor(sigma_data)
     save_file(state, args.out)

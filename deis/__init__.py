@@ -1,24 +1,23 @@
 """DEIS core: pure torch + numpy, usable from any k-diffusion-style code.
 
     from deis import sample_deis
-    x = sample_deis(denoiser, noise * sigmas[0], sigmas, variant="tab", degree=3)
-    x = sample_deis_tab2_v(denoiser, noise * sigmas[0], sigmas)  # the recommended default
+    x = sample_deis(denoiser, noise * sigmas[0], sigmas)  # the recommended configuration (VE form)
+    x = sample_deis(denoiser, noise, sigmas, parameterisation="flow")  # ... for a flow model
+    x = sample_deis(denoiser, noise * sigmas[0], sigmas, variant="tab", degree=3)  # the paper's tAB3
+    x = sample_deis(denoiser, noise * sigmas[0], sigmas, eta=1.0)  # stochastic (ancestral) DEIS
 """
 
 from .cache import CoefficientCache, default_cache
-from .coefficients import TABLEAUS
+from .coefficients import INTEGRANDS, TABLEAUS
 from .parameterisation import get_parameterisation
-from .plan import VARIANTS, get_plan
-from .sampling import (CONFIGURATIONS, sample_deis, sample_deis_ipndm, sample_deis_ipndm_v,
-                       sample_deis_logrhoab3, sample_deis_rhoab3, sample_deis_rhork3, sample_deis_tab1,
-                       sample_deis_tab2, sample_deis_tab2_v, sample_deis_tab3,
-                       sample_deis_tab3_v)
+from .plan import RECOMMENDED, VARIANTS, get_plan, recommended_options
+from .sampling import (CONFIGURATIONS, default_noise_sampler, sample_deis, sample_deis_auto, sample_deis_data,
+                       sample_deis_sde)
 from .timemaps import DiscreteVPTime, FlowTime, TimeMap, VPLinearTime, default_time_map
 
 __all__ = [
-    "CONFIGURATIONS", "TABLEAUS", "VARIANTS", "CoefficientCache", "DiscreteVPTime", "FlowTime", "TimeMap",
-    "VPLinearTime", "default_cache", "default_time_map", "get_parameterisation", "get_plan", "sample_deis",
-    "sample_deis_ipndm", "sample_deis_ipndm_v", "sample_deis_logrhoab3", "sample_deis_rhoab3",
-    "sample_deis_rhork3", "sample_deis_tab1", "sample_deis_tab2", "sample_deis_tab2_v", "sample_deis_tab3",
-    "sample_deis_tab3_v",
+    "CONFIGURATIONS", "INTEGRANDS", "RECOMMENDED", "TABLEAUS", "VARIANTS", "CoefficientCache", "DiscreteVPTime",
+    "FlowTime", "TimeMap", "VPLinearTime", "default_cache", "default_noise_sampler", "default_time_map",
+    "get_parameterisation", "get_plan", "recommended_options", "sample_deis", "sample_deis_auto",
+    "sample_deis_data", "sample_deis_sde",
 ]

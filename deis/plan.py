@@ -5,16 +5,19 @@ through the cache. Every number in it is a Python float, so the loop applies it 
 of any dtype and device without a host-device synchronisation.
 
 At each evaluation the loop forms the slope ``h = slope_x * x - slope_d * D``: ``eps_hat``
-for the eps integrand, ``v_hat`` for v (see deis.coefficients). Every update has one form,
+for the eps integrand, ``v_hat`` for v, ``D`` for data (see deis.coefficients). Every update
+has one form,
 
-    x_next = x_scale * x_0 + d_scale * D_0 + sum_k weights[k] * h_k
+    x_next = x_scale * x_0 + d_scale * D_0 + sum_k weights[k] * h_k   (+ noise * z)
 
 where ``x_0`` and ``D_0`` are the state and denoised value at the start of the step. For a
-multistep step the ``h_k`` are the history, newest first (for a correction, the value at
-the step's end comes first); for a Runge-Kutta stage or step they are the step's stages in
-order. The eps integrand uses the data form (``x_scale = 0``, ``d_scale = alpha_next``):
+multistep step the ``h_k`` are the history, newest first; for a Runge-Kutta stage or step
+they are the step's stages in order. A stochastic step (``eta > 0``) adds ``noise * z`` with
+fresh standard normal ``z``. The eps integrand uses the data form (``x_scale = 0``, ``d_scale = alpha_next``):
 finite at the flow start and exact DDIM for ``weights = (sigma_next,)``. The v integrand
-scales the VP state: ``x_scale = s_next / s_0`` with ``s = sqrt(alpha^2 + sigma^2)``.
+scales the VP state: ``x_scale = s_next / s_0`` with ``s = sqrt(alpha^2 + sigma^2)``. The data
+integrand's slopes are the denoised values themselves (``slope_x = 0``, ``slope_d = -1``) and
+its update is ``x_next / sigma_next = x_0 / sigma_0 + sum_k C_k D_k``.
 """
 
 from collections import namedtuple
@@ -22,9 +25,8 @@ from collections import namedtuple
 import numpy as np
 
 from .cache import default_cache
-from .coefficients import (INTEGRANDS, MAX_DEGREE, TABLEAUS, ab_coefficients, corrector_coefficients,
-                           corrector_degrees, data_form_weights, interpolation_nodes, parasitic_radius,
-                           step_degrees)
+from .coefficients import (INTEGRANDS, MAX_DEGREE, TABLEAUS, ab_coefficients, data_form_weights,
+                           interpolation_nodes, step_degrees)
 from .parameterisation import get_parameterisation
 from .timemaps import TimeMap, default_time_map
 
@@ -32,13 +34,11 @@ MULTISTEP_VARIANTS = ("tab", "rhoab", "logrhoab", "ipndm", "ipndm_v")
 VARIANTS = MULTISTEP_VARIANTS + ("rhork",)
 DEFAULT_DEGREE = 3
 DEFAULT_TABLEAU = "kutta3"
-#: With ``stable=True``: the largest compounded parasitic growth a schedule may build up.
-STABILITY_BOUND = 4.0
 
 Update = namedtuple("Update", "x_scale d_scale weights")
 Stage = namedtuple("Stage", "sigma_index slope_x slope_d update")
-#: ``correction``: the corrector for this step, applied once the model has been run at its end (or None).
-Step = namedtuple("Step", "slope_x slope_d stages update correction")
+#: ``noise``: the standard deviation of the fresh noise added after the update (stochastic steps; else 0).
+Step = namedtuple("Step", "slope_x slope_d stages update noise", defaults=(0.0,))
 Plan = namedtuple("Plan", "family steps history stage_sigmas options")
 
 
@@ -63,21 +63,45 @@ def host_sigmas(sigmas):
     return sigmas
 
 
-def resolve_options(variant="tab", degree=None, tableau=None, parameterisation="ve", time_map=None,
-                    lower_order_final=None, stable=None, integrand=None, corrector=None):
-    """Check the options and fill in defaults. Returns a dict of the resolved options."""
+#: The recommended configuration for each form, chosen by the selection protocol of
+#: benchmarks/comfy_accuracy.py over six problem families (README, "Evidence"): log-rho AB2 on
+#: eps_hat for the VE form, tAB2 on v_hat in the model's time for the flow form.
+RECOMMENDED = {
+    "ve": dict(variant="logrhoab", degree=2, integrand="eps"),
+    "flow": dict(variant="tab", degree=2, integrand="v"),
+}
+
+
+def recommended_options(parameterisation):
+    """The recommended ``variant``, ``degree`` and ``integrand`` for ``"ve"`` or ``"flow"``."""
+    return dict(RECOMMENDED[get_parameterisation(parameterisation).name])
+
+
+def resolve_options(variant=None, degree=None, tableau=None, parameterisation="ve", time_map=None,
+                    lower_order_final=None, integrand=None, eta=None):
+    """Check the options and fill in defaults. Returns a dict of the resolved options.
+
+    With no ``variant`` the form's recommended configuration fills ``variant``, ``degree`` and
+    ``integrand`` (where not given); with a ``variant`` the paper's defaults do (degree 3, eps).
+    """
+    param = get_parameterisation(parameterisation)
+    if variant is None:
+        recommended = recommended_options(param)
+        variant = recommended["variant"]
+        degree = recommended["degree"] if degree is None else degree
+        integrand = recommended["integrand"] if integrand is None else integrand
     if variant not in VARIANTS:
         raise ValueError(f"unknown DEIS variant {variant!r}; expected one of {', '.join(VARIANTS)}")
-    param = get_parameterisation(parameterisation)
+    eta = 0.0 if eta is None else eta
+    if isinstance(eta, bool) or not isinstance(eta, (int, float, np.floating, np.integer)) or not 0 <= eta <= 1:
+        raise ValueError(f"eta must be a number from 0 (the ODE) to 1 (ancestral sampling); got {eta!r}")
+    eta = float(eta)
     integrand = "eps" if integrand is None else integrand
     if integrand not in INTEGRANDS:
         raise ValueError(f"unknown integrand {integrand!r}; expected one of {', '.join(INTEGRANDS)}")
-    corrector = False if corrector is None else corrector
-    if not isinstance(corrector, (bool, np.bool_)):
-        raise ValueError(f"corrector must be True or False; got {corrector!r}")
     if variant == "rhork":
-        if integrand != "eps" or corrector:
-            raise ValueError("integrand 'v' and corrector apply to the multistep variants; rhoRK integrates eps_hat")
+        if integrand != "eps":
+            raise ValueError(f"integrand {integrand!r} applies to the multistep variants; rhoRK integrates eps_hat")
         if degree is not None:
             raise ValueError("degree applies to the multistep variants; rhoRK's order comes from its tableau")
         if time_map is not None:
@@ -85,8 +109,8 @@ def resolve_options(variant="tab", degree=None, tableau=None, parameterisation="
         if lower_order_final is not None:
             raise ValueError("lower_order_final applies to the multistep variants; "
                              "rhoRK always ends with a DDIM step into sigma = 0")
-        if stable is not None:
-            raise ValueError("stable applies to the multistep variants; rhoRK has no history to limit")
+        if eta:
+            raise ValueError("eta applies to the multistep variants; rhoRK integrates the ODE only")
         tableau = DEFAULT_TABLEAU if tableau is None else tableau
         if tableau not in TABLEAUS:
             raise ValueError(f"unknown Runge-Kutta tableau {tableau!r}; expected one of {', '.join(TABLEAUS)}")
@@ -105,19 +129,15 @@ def resolve_options(variant="tab", degree=None, tableau=None, parameterisation="
     elif time_map is not None:
         raise ValueError(f"time_map applies only to tAB, not {variant!r}")
     lower_order_final = True if lower_order_final is None else bool(lower_order_final)
-    stable = False if stable is None else bool(stable)
-    if stable and (integrand != "eps" or corrector):
-        raise ValueError("stable applies to the eps integrand without corrector: its stability bound is "
-                         "computed for that recurrence")
     return dict(variant=variant, degree=int(degree), parameterisation=param, time_map=time_map,
-                lower_order_final=lower_order_final, stable=stable, integrand=integrand, corrector=bool(corrector))
+                lower_order_final=lower_order_final, integrand=integrand, eta=eta)
 
 
 def cache_key(sigmas, options):
     time_map = options.get("time_map")
     return (options["variant"], options.get("degree"), options.get("tableau"), options["parameterisation"].name,
-            None if time_map is None else time_map.key, options.get("lower_order_final"), options.get("stable"),
-            options.get("integrand"), options.get("corrector"), sigmas.tobytes())
+            None if time_map is None else time_map.key, options.get("lower_order_final"),
+            options.get("integrand"), options.get("eta"), sigmas.tobytes())
 
 
 def get_plan(sigmas, cache=None, **options):
@@ -137,66 +157,56 @@ def compute_plan(sigmas, options):
 
 def multistep_plan(sigmas, options):
     param, variant, integrand = options["parameterisation"], options["variant"], options["integrand"]
-    time_map = options["time_map"]
+    time_map, eta = options["time_map"], options["eta"]
     rho, alpha = param.rho(sigmas), param.alpha(sigmas)
     v = interpolation_nodes(variant, rho, time_map)
     degrees = step_degrees(v, options["degree"], sigmas[-1] == 0, options["lower_order_final"])
-    if integrand == "v" and sigmas[-1] == 0:
-        # The v integrand steps into sigma = 0 with DDIM, x = D: exact where the data has no
-        # spread (the kept region of an inpainting mask), which no polynomial in v is.
+    if integrand != "eps" and sigmas[-1] == 0:
+        # The v and data integrands step into sigma = 0 with DDIM, x = D: exact where the data has
+        # no spread (the kept region of an inpainting mask), which no polynomial in v is; the data
+        # integrand's measure u = 1 / rho is infinite there.
         degrees[-1] = 0
-    C = ab_coefficients(variant, rho, degrees, time_map, integrand)
-    if options.get("stable"):
-        C, degrees = stability_limited(variant, rho, degrees, C, time_map)
+    if eta:
+        # Each step integrates to sigma_down, scales to alpha_{i+1} and adds noise (deis.parameterisation).
+        sigma_end = np.where(sigmas[1:] > 0, param.ancestral_sigma_down(sigmas[:-1], sigmas[1:], eta), 0.0)
+        alpha_end, rho_end = param.alpha(sigma_end), param.rho(sigma_end)
+        gain = alpha[1:] / alpha_end
+        noise = alpha[1:] * np.sqrt(np.maximum(rho[1:] ** 2 - rho_end ** 2, 0.0))
+        C = ab_coefficients(variant, rho, degrees, time_map, integrand, ends=rho_end)
+    else:
+        sigma_end, alpha_end, gain, noise = sigmas[1:], alpha[1:], np.ones(len(degrees)), np.zeros(len(degrees))
+        C = ab_coefficients(variant, rho, degrees, time_map, integrand)
     ddim_into_zero = sigmas[-1] == 0 and degrees[-1] == 0
-    corrections, history = [None] * len(C), int(degrees.max()) + 1
-    if options["corrector"]:
-        correction_degrees = corrector_degrees(v, rho, degrees, integrand)
-        corrections = corrector_coefficients(variant, rho, correction_degrees, time_map, integrand)
-        history = max(history, int(correction_degrees.max()) + 1)
-        if ddim_into_zero and len(C) >= 2:
-            corrections[-2] = None  # x = D discards the state it starts from
     if integrand == "eps":
         slope_x, slope_d = 1.0 / sigmas[:-1], alpha[:-1] / sigmas[:-1]
-        updates = [Update(0.0, float(alpha[i + 1]), tuple(w.tolist()))
-                   for i, w in enumerate(data_form_weights(sigmas, alpha, C))]
-        corrected = [None if w is None else Update(0.0, float(alpha[i + 1]), tuple(w.tolist()))
-                     for i, w in enumerate(data_form_weights(sigmas, alpha, corrections, lead=1))]
+        updates = [Update(0.0, float(alpha_end[i]), tuple(w.tolist()))
+                   for i, w in enumerate(data_form_weights(sigma_end, alpha_end, C))]
     else:
-        scale = np.hypot(alpha, sigmas)
-        slope_x, slope_d = alpha[:-1] / (sigmas[:-1] * scale[:-1]), scale[:-1] / sigmas[:-1]
-        updates = [vp_update(scale, i, c) for i, c in enumerate(C)]
-        corrected = [None if c is None else vp_update(scale, i, c) for i, c in enumerate(corrections)]
-        if ddim_into_zero:
-            updates[-1] = Update(0.0, 1.0, (0.0,))  # degree 0 in v would be a step in phi, not DDIM
-    steps = tuple(Step(float(slope_x[i]), float(slope_d[i]), (), updates[i], corrected[i]) for i in range(len(C)))
-    return Plan("multistep", steps, history, (), options)
+        if integrand == "v":
+            scale, scale_end = np.hypot(alpha, sigmas), np.hypot(alpha_end, sigma_end)
+            slope_x, slope_d = alpha[:-1] / (sigmas[:-1] * scale[:-1]), scale[:-1] / sigmas[:-1]
+        else:
+            scale, scale_end = sigmas, sigma_end
+            slope_x, slope_d = np.zeros(len(C)), np.full(len(C), -1.0)
+        # Into sigma = 0, x = D: degree 0 in phi would not be DDIM, and u is infinite there.
+        updates = [Update(0.0, 1.0, (0.0,)) if ddim_into_zero and i == len(C) - 1
+                   else scaled_update(scale[i], scale_end[i], c) for i, c in enumerate(C)]
+    if eta:
+        updates = [rescaled(update, g) for update, g in zip(updates, gain)]
+    steps = tuple(Step(float(slope_x[i]), float(slope_d[i]), (), updates[i], float(noise[i])) for i in range(len(C)))
+    return Plan("multistep", steps, int(degrees.max()) + 1, (), options)
 
 
-def vp_update(scale, i, C):
-    """``x_vp_{i+1} = x_vp_i + sum_j C_j v_hat_j`` with ``x = s x_vp``."""
-    return Update(float(scale[i + 1] / scale[i]), 0.0, tuple((scale[i + 1] * C).tolist()))
+def scaled_update(scale, scale_end, C):
+    """``y_end = y + sum_j C_j h_j`` for ``y = x / scale``: the VP state (v) or ``x / sigma`` (data)."""
+    return Update(float(scale_end / scale), 0.0, tuple((scale_end * C).tolist()))
 
 
-def stability_limited(variant, rho, degrees, C, time_map, bound=STABILITY_BOUND):
-    """Lower step degrees until the stiffest mode's parasitic growth, compounded along the steps, stays below ``bound``.
-
-    ``parasitic_radius`` is each step's growth factor for a perturbation of a direction where the
-    data has no spread. Isolated factors a little above 1 are harmless (the paper's schedule
-    has them); a run of them, as Karras-type schedules give at 8 to 20 steps, compounds into a
-    blow-up on a learned model. Steps are lowered one degree at a time, in order.
-    """
-    degrees = degrees.copy()
-    radius = parasitic_radius(rho, C, degrees)
-    growth = 1.0
-    for i in range(len(C)):
-        while degrees[i] > 0 and growth * radius[i] > bound:
-            degrees[i] -= 1
-            only_this = np.where(np.arange(len(C)) == i, degrees, 0)
-            C[i] = ab_coefficients(variant, rho, only_this, time_map)[i]
-            radius[i] = parasitic_radius(rho, C, only_this)[i]
-        growth = max(1.0, growth * radius[i])
-    return C, degrees
+def rescaled(update, gain):
+    """The update times ``gain``: from ``x_down`` to ``(alpha_{i+1} / alpha_down) x_down``."""
+    if gain == 1.0:
+        return update
+    return Update(update.x_scale * gain, update.d_scale * gain, tuple(w * gain for w in update.weights))
 
 
 def runge_kutta_plan(sigmas, options):
@@ -219,7 +229,7 @@ def runge_kutta_plan(sigmas, options):
     for i in range(sigmas.size - 1):
         if not np.isfinite(rho[i]) or sigmas[i + 1] == 0:
             ddim = Update(0.0, float(alpha[i + 1]), (float(sigmas[i + 1]),))
-            steps.append(Step(*slope(sigmas[i]), (), ddim, None))
+            steps.append(Step(*slope(sigmas[i]), (), ddim))
             continue
         h = rho[i + 1] - rho[i]
         stages = []
@@ -228,5 +238,5 @@ def runge_kutta_plan(sigmas, options):
             alpha_s = float(param.alpha(sigma_s))
             stages.append(Stage(len(stage_sigmas), *slope(sigma_s), update(sigma_s, alpha_s, h, row)))
             stage_sigmas.append(float(sigma_s))
-        steps.append(Step(*slope(sigmas[i]), tuple(stages), update(sigmas[i + 1], alpha[i + 1], h, tableau.b), None))
+        steps.append(Step(*slope(sigmas[i]), tuple(stages), update(sigmas[i + 1], alpha[i + 1], h, tableau.b)))
     return Plan("runge_kutta", tuple(steps), tableau.stages, tuple(stage_sigmas), options)

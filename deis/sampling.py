@@ -4,6 +4,7 @@
 k-diffusion and inside ComfyUI's sampler loop.
 """
 
+import math
 from collections import deque
 from functools import partial
 from itertools import islice
@@ -17,6 +18,23 @@ from .plan import get_plan
 def slope(x, denoised, step):
     """``slope_x * x - slope_d * D``: ``eps_hat = (x - alpha D) / sigma`` or ``v_hat`` (see deis.plan)."""
     return torch.mul(x, step.slope_x).sub_(denoised, alpha=step.slope_d)
+
+
+def default_noise_sampler(x, seed=None):
+    """k-diffusion's ``noise_sampler(sigma, sigma_next)``: standard normal noise shaped like ``x``.
+
+    With a seed (ComfyUI passes the sampler's in ``extra_args["seed"]``) the draws come from
+    their own generator, so the same seed gives the same image; without one, from torch's.
+    """
+    generator = None
+    if seed is not None:
+        generator = torch.Generator(device=x.device)
+        generator.manual_seed(int(seed))
+
+    def sample(sigma, sigma_next):
+        return torch.randn(x.size(), dtype=x.dtype, layout=x.layout, device=x.device, generator=generator)
+
+    return sample
 
 
 def apply_update(x, denoised, update, slopes):
@@ -34,21 +52,28 @@ def apply_update(x, denoised, update, slopes):
 
 
 @torch.no_grad()
-def sample_deis(model, x, sigmas, extra_args=None, callback=None, disable=None, variant="tab", degree=None,
-                tableau=None, parameterisation="ve", time_map=None, lower_order_final=None, stable=None,
-                integrand=None, corrector=None, cache=None):
+def sample_deis(model, x, sigmas, extra_args=None, callback=None, disable=None, variant=None, degree=None,
+                tableau=None, parameterisation="ve", time_map=None, lower_order_final=None, integrand=None,
+                eta=None, s_noise=1.0, noise_sampler=None, cache=None):
     """DEIS, the Diffusion Exponential Integrator Sampler (Zhang & Chen, ICLR 2023).
 
     Integrates ``d xh / d rho = eps_hat`` exactly in its linear part, with ``rho = sigma / alpha``.
+    With ``eta > 0`` it samples the reverse SDE instead: each step integrates the same
+    multistep polynomial down to ``sigma_down`` and adds fresh noise up to the next sigma,
+    with exactly the variance that keeps ``x = alpha x0 + sigma eps`` (docs/stochastic.md).
+
+    With no options it runs the recommended configuration for the form (``deis.plan.RECOMMENDED``):
+    log-rho AB2 on ``eps_hat`` in the VE form, tAB2 on ``v_hat`` in the flow form. The paper's
+    own best is ``variant="tab", degree=3`` (tAB3).
 
     Options:
         variant: ``"tab"`` (tAB: polynomial in the model's time; the paper's best),
             ``"rhoab"`` (polynomial in rho; k-diffusion's LMS in the VE form),
             ``"logrhoab"`` (polynomial in log rho), ``"ipndm"`` (fixed Adams-Bashforth
             weights), ``"ipndm_v"`` (variable-step Adams-Bashforth in rho, the same method
-            as rhoAB) or ``"rhork"`` (Runge-Kutta in rho).
+            as rhoAB) or ``"rhork"`` (Runge-Kutta in rho). Default: the recommended one.
         degree: polynomial degree r of the multistep variants, 0 to 3 (tAB3 is r = 3;
-            r = 0 is DDIM). Default 3.
+            r = 0 is DDIM). Default: the recommended one without ``variant``, else 3.
         tableau: rhoRK's tableau: ``"midpoint"``, ``"heun2"``, ``"ralston2"``, ``"kutta3"``
             (default), ``"ralston3"`` or ``"rk4"``.
         parameterisation: ``"ve"`` (alpha = 1) or ``"flow"`` (alpha = 1 - sigma, sigma <= 1).
@@ -56,24 +81,26 @@ def sample_deis(model, x, sigmas, extra_args=None, callback=None, disable=None, 
             time for the flow form, the paper's VP-linear time (beta 0.1 to 20) otherwise.
         lower_order_final: the step into sigma = 0 is at most degree 1; with fewer than 15
             steps it is degree 0 and the one before it at most degree 1. Default True.
-        stable: lower the degree of steps where the stiffest mode (a direction in which the
-            data has no spread, ``eps_hat = (xh - D) / rho``) would grow by more than 4x over
-            the run. Guards degree-3 steps on Karras-type schedules at 8 to 20 steps, where a
-            learned model can otherwise diverge. Eps integrand without corrector only. Default False.
-        integrand: ``"eps"`` (the paper's: ``eps_hat`` in rho) or ``"v"`` (``v_hat = cos(phi)
-            eps_hat - sin(phi) D`` in ``phi = arctan(rho)``: the linear part of the ODE taken from
-            a unit-variance Gaussian, which latent models are scaled to). Default "eps".
-        corrector: after each model call, redo the step that led there with the new value as
-            one more interpolation node (Adams-Moulton, no extra model call). Raises the order
-            by one on smooth problems, but it can diverge on a learned model (a direction where
-            the data has no spread is stiff for it). Default False.
+        integrand: what the polynomial interpolates. ``"eps"`` (the paper's: ``eps_hat`` in
+            rho), ``"v"`` (``v_hat = cos(phi) eps_hat - sin(phi) D`` in ``phi = arctan(rho)``: the
+            linear part of the ODE taken from a unit-variance Gaussian) or ``"data"`` (``D`` in
+            ``u = 1 / rho``, DPM-Solver++'s form: steadiest under strong guidance). Default: the
+            recommended one without ``variant``, else "eps".
+        eta: noise level from 0 (the probability-flow ODE, default) to 1 (ancestral sampling:
+            at degree 0, k-diffusion's euler_ancestral in the VE form and ComfyUI's
+            euler_ancestral_RF in the flow form).
+        s_noise: scale of the added noise (1 is exact). Used only with eta > 0.
+        noise_sampler: ``noise_sampler(sigma, sigma_next)`` returning standard normal noise like
+            x; default: seeded from ``extra_args["seed"]`` when there is one.
         cache: a ``deis.cache.CoefficientCache``; default ``deis.cache.default_cache``.
     """
     plan = get_plan(sigmas, cache=cache, variant=variant, degree=degree, tableau=tableau,
                     parameterisation=parameterisation, time_map=time_map, lower_order_final=lower_order_final,
-                    stable=stable, integrand=integrand, corrector=corrector)
+                    integrand=integrand, eta=eta)
     if not torch.is_floating_point(x):
         raise ValueError(f"x must be a floating-point tensor; got {x.dtype}")
+    if not isinstance(s_noise, (int, float)) or not math.isfinite(s_noise) or s_noise < 0:
+        raise ValueError(f"s_noise must be a finite number >= 0; got {s_noise!r}")
     extra_args = {} if extra_args is None else extra_args
     sigmas = sigmas.to(x.device) if torch.is_tensor(sigmas) else torch.as_tensor(sigmas, device=x.device)
     s_in = sigmas.new_ones([x.shape[0]])
@@ -83,8 +110,8 @@ def sample_deis(model, x, sigmas, extra_args=None, callback=None, disable=None, 
     # are kept in float32, so rounding does not build up over the steps.
     latent_dtype = x.dtype
     x = x.to(torch.promote_types(latent_dtype, torch.float32))
-
-    awaiting = None  # (correction, x, denoised) of the last step, until the model has run at its end
+    if noise_sampler is None and plan.options.get("eta"):
+        noise_sampler = default_noise_sampler(x, extra_args.get("seed"))
 
     for i in trange(len(sigmas) - 1, disable=disable):
         step = plan.steps[i]
@@ -94,15 +121,9 @@ def sample_deis(model, x, sigmas, extra_args=None, callback=None, disable=None, 
             callback({"x": x_in, "i": i, "sigma": sigmas[i], "sigma_hat": sigmas[i], "denoised": denoised})
         if plan.family == "multistep":
             history.appendleft(slope(x, denoised, step))
-            if awaiting is not None:
-                correction, x_start, denoised_start = awaiting
-                x = apply_update(x_start, denoised_start, correction, history)
-                if step.update.d_scale != 0.0:
-                    # The history keeps the slope at the predicted point (as UniPC does); the
-                    # data form needs the denoised value that this slope and the corrected x imply.
-                    denoised = torch.mul(x, step.slope_x).sub_(history[0]).div_(step.slope_d)
-            awaiting = None if step.correction is None else (step.correction, x, denoised)
             x = apply_update(x, denoised, step.update, history)
+            if step.noise:
+                x.add_(noise_sampler(sigmas[i], sigmas[i + 1]).to(x.dtype), alpha=step.noise * s_noise)
         else:
             stages = [slope(x, denoised, step)]
             for stage in step.stages:
@@ -113,29 +134,16 @@ def sample_deis(model, x, sigmas, extra_args=None, callback=None, disable=None, 
     return x.to(latent_dtype)
 
 
-#: The common configurations, by the names the UIs show (the paper's naming: tAB3 is degree 3).
-#: "_v": the v integrand. deis_tab2_v is the recommended default: degree 3 derails on a learned model
-#: on wide Karras schedules (README, benchmarks/results/quality.md).
+#: The configurations the UIs list, by the names they show. "deis" with no options is the
+#: recommended configuration for the model's form; "deis_data" is tAB1 on the denoised value,
+#: the steadiest under strong classifier-free guidance; "deis_sde" is the recommended
+#: configuration with eta = 1 (stochastic). README, "Evidence", says how they were chosen.
 CONFIGURATIONS = {
-    "deis_tab2_v": dict(variant="tab", degree=2, integrand="v"),
-    "deis_tab3_v": dict(variant="tab", degree=3, integrand="v"),
-    "deis_tab1": dict(variant="tab", degree=1),
-    "deis_tab2": dict(variant="tab", degree=2),
-    "deis_tab3": dict(variant="tab", degree=3),
-    "deis_rhoab3": dict(variant="rhoab", degree=3),
-    "deis_logrhoab3": dict(variant="logrhoab", degree=3),
-    "deis_ipndm": dict(variant="ipndm", degree=3),
-    "deis_ipndm_v": dict(variant="ipndm_v", degree=3),
-    "deis_rhork3": dict(variant="rhork", tableau="kutta3"),
+    "deis_auto": dict(),
+    "deis_data": dict(variant="tab", degree=1, integrand="data"),
+    "deis_sde": dict(eta=1.0),
 }
 
-sample_deis_tab2_v = partial(sample_deis, **CONFIGURATIONS["deis_tab2_v"])
-sample_deis_tab3_v = partial(sample_deis, **CONFIGURATIONS["deis_tab3_v"])
-sample_deis_tab1 = partial(sample_deis, **CONFIGURATIONS["deis_tab1"])
-sample_deis_tab2 = partial(sample_deis, **CONFIGURATIONS["deis_tab2"])
-sample_deis_tab3 = partial(sample_deis, **CONFIGURATIONS["deis_tab3"])
-sample_deis_rhoab3 = partial(sample_deis, **CONFIGURATIONS["deis_rhoab3"])
-sample_deis_logrhoab3 = partial(sample_deis, **CONFIGURATIONS["deis_logrhoab3"])
-sample_deis_ipndm = partial(sample_deis, **CONFIGURATIONS["deis_ipndm"])
-sample_deis_ipndm_v = partial(sample_deis, **CONFIGURATIONS["deis_ipndm_v"])
-sample_deis_rhork3 = partial(sample_deis, **CONFIGURATIONS["deis_rhork3"])
+sample_deis_auto = partial(sample_deis, **CONFIGURATIONS["deis_auto"])
+sample_deis_data = partial(sample_deis, **CONFIGURATIONS["deis_data"])
+sample_deis_sde = partial(sample_deis, **CONFIGURATIONS["deis_sde"])

@@ -17,18 +17,11 @@ CORE_MODULE = "deis_sampler_pack_core"
 
 log = logging.getLogger("deis-webui")
 
-#: label in the WebUI, alias (the ComfyUI name), core options
+#: label in the WebUI, alias (the ComfyUI name), core options. The same three as ComfyUI's dropdown.
 CONFIGURATIONS = (
-    ("DEIS tAB2 v", "deis_tab2_v", dict(variant="tab", degree=2, integrand="v")),
-    ("DEIS tAB3 v", "deis_tab3_v", dict(variant="tab", degree=3, integrand="v")),
-    ("DEIS tAB3", "deis_tab3", dict(variant="tab", degree=3)),
-    ("DEIS tAB2", "deis_tab2", dict(variant="tab", degree=2)),
-    ("DEIS tAB1", "deis_tab1", dict(variant="tab", degree=1)),
-    ("DEIS log-rho AB3", "deis_logrhoab3", dict(variant="logrhoab", degree=3)),
-    ("DEIS rhoAB3", "deis_rhoab3", dict(variant="rhoab", degree=3)),
-    ("DEIS iPNDM", "deis_ipndm", dict(variant="ipndm", degree=3)),
-    ("DEIS iPNDM-v", "deis_ipndm_v", dict(variant="ipndm_v", degree=3)),
-    ("DEIS rhoRK3", "deis_rhork3", dict(variant="rhork", tableau="kutta3")),
+    ("DEIS auto", "deis_auto", dict()),
+    ("DEIS data", "deis_data", dict(variant="tab", degree=1, integrand="data")),
+    ("DEIS SDE", "deis_sde", dict(eta=1.0)),
 )
 
 
@@ -55,11 +48,14 @@ def predictor_of(model):
 
 
 def model_options(core, model, options):
-    """Flow form for Forge's ``prediction_type == 'const'``; tAB's time from the model's own sigmas."""
+    """Flow form for Forge's ``prediction_type == 'const'``; the recommended variant where none is
+    given; tAB's time from the model's own sigmas."""
     options = dict(options)
     predictor = predictor_of(model)
     flow = getattr(predictor, "prediction_type", None) == "const"
     options["parameterisation"] = "flow" if flow else "ve"
+    if "variant" not in options:
+        options.update(core.recommended_options(options["parameterisation"]))
     if options["variant"] == "tab":
         if flow:
             options["time_map"] = core.FlowTime()
@@ -72,14 +68,24 @@ def model_options(core, model, options):
 
 
 def webui_sampler(options):
-    """A k-diffusion-signature sampler that reads the WebUI's model before calling the core."""
+    """A k-diffusion-signature sampler that reads the WebUI's model before calling the core.
+
+    A stochastic configuration takes ``eta`` and ``s_noise`` in its signature: the WebUI then
+    passes its own settings ("Eta for k-diffusion samplers", "sigma noise").
+    """
     core = load_core()
 
     def sample(model, x, sigmas, extra_args=None, callback=None, disable=None):
         return core.sample_deis(model, x, sigmas, extra_args=extra_args, callback=callback, disable=disable,
                                 **model_options(core, model, options))
 
-    return sample
+    def sample_stochastic(model, x, sigmas, extra_args=None, callback=None, disable=None, eta=options.get("eta"),
+                          s_noise=1.0, noise_sampler=None):
+        return core.sample_deis(model, x, sigmas, extra_args=extra_args, callback=callback, disable=disable,
+                                **{**model_options(core, model, options), "eta": eta}, s_noise=s_noise,
+                                noise_sampler=noise_sampler)
+
+    return sample_stochastic if options.get("eta") else sample
 
 
 def register():

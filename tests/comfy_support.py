@@ -52,8 +52,14 @@ def import_pack():
     return module
 
 
-def exact_model(kind="eps", problem=None):
-    """A ModelPatcher around a BaseModel whose denoiser is the mixture's exact posterior mean."""
+def exact_model(kind="eps", problem=None, denoiser=None):
+    """A ModelPatcher around a BaseModel whose denoiser is exact (the mixture's posterior mean by default).
+
+    ``kind``: "eps" (SD1.x's sigma table), "flow" (CONST, shift 3) or "flux" (CONST with Flux's
+    shift, 1.15). ``denoiser(x, sigma, cond)``, where given, replaces the mixture's: ``cond`` is
+    a bool per row, True where the row's conditioning is a positive prompt (a cross-attention
+    tensor of ones; ``empty_conditioning(positive=True)``).
+    """
     import torch
     import comfy.latent_formats
     import comfy.model_base
@@ -63,32 +69,40 @@ def exact_model(kind="eps", problem=None):
 
     from benchmarks.problems import MIXTURE
 
-    problem = MIXTURE if problem is None else problem
-    form = "flow" if kind == "flow" else "ve"
-    denoiser = problem.denoiser(form)
+    if denoiser is None:
+        problem = MIXTURE if problem is None else problem
+        plain = problem.denoiser("ve" if kind == "eps" else "flow")
+
+        def denoiser(x, sigma, cond=None):
+            return plain(x, sigma)
+
+    settings = {"flow": {"shift": 3.0, "multiplier": 1000}, "flux": {"shift": 1.15}}.get(kind, {})
 
     class Config(comfy.supported_models_base.BASE):
         unet_config = {"disable_unet_model_creation": True}
         latent_format = comfy.latent_formats.LatentFormat
-        sampling_settings = {"shift": 3.0, "multiplier": 1000} if kind == "flow" else {}
+        sampling_settings = settings
 
     class ExactModel(comfy.model_base.BaseModel):
         def _apply_model(self, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={},
                          **kwargs):
-            return denoiser(x, t.reshape(-1)).to(x.dtype)
+            cond = None if c_crossattn is None else c_crossattn.reshape(x.shape[0], -1)[:, 0] > 0.5
+            return denoiser(x, t.reshape(-1), cond).to(x.dtype)
 
         def get_dtype(self):
             return torch.float32
 
     config = Config({"disable_unet_model_creation": True})
     config.latent_format = comfy.latent_formats.LatentFormat()
-    model_type = comfy.model_base.ModelType.FLOW if kind == "flow" else comfy.model_base.ModelType.EPS
+    model_type = {"flow": comfy.model_base.ModelType.FLOW,
+                  "flux": comfy.model_base.ModelType.FLUX}.get(kind, comfy.model_base.ModelType.EPS)
     model = ExactModel(config, model_type=model_type)
     device = comfy.model_management.get_torch_device()
     return comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=device)
 
 
-def empty_conditioning():
+def empty_conditioning(positive=False):
+    """A conditioning list; ``positive`` marks it (ones) so that a test model can tell cond from uncond."""
     import torch
 
-    return [[torch.zeros(1, 1, 8), {}]]
+    return [[torch.ones(1, 1, 8) if positive else torch.zeros(1, 1, 8), {}]]

@@ -134,35 +134,3 @@ def test_tableaus_are_consistent(name):
             a[s, :len(row)] = row
         assert b @ c ** 2 == pytest.approx(1 / 3)
         assert b @ a @ c == pytest.approx(1 / 6)
-
-
-@pytest.mark.parametrize("variant", AB_VARIANTS + ("ipndm",))
-def test_parasitic_radius_is_the_largest_non_consistent_root(variant):
-    from deis.coefficients import parasitic_radius
-
-    sigmas, rho, degrees, C = table(variant, "edm", 12, 3)
-    radius = parasitic_radius(rho, C, degrees)
-    for i in range(1, len(C) - 1):
-        r = degrees[i]
-        a = np.array(C[i]) / rho[i + 1]
-        a[0] += rho[i] / rho[i + 1]
-        roots = np.roots(np.concatenate([[1.0], -a]))
-        assert np.min(np.abs(roots - 1)) < 1e-8  # the exact solution's root
-        others = sorted(roots, key=lambda z: abs(z - 1))[1:]
-        expected = max(abs(z) for z in others) if r > 0 else 0.0
-        assert radius[i] == pytest.approx(expected, rel=1e-8, abs=1e-12)
-    assert radius[-1] == 0.0  # the step into sigma = 0 is not a recurrence of u
-
-
-def test_stable_lowers_degrees_only_where_growth_compounds():
-    from deis.plan import get_plan
-
-    def degrees(plan):
-        return [len(step.update.weights) - 1 for step in plan.steps]
-
-    few_plain = degrees(get_plan(schedules.edm(15), variant="tab", degree=3))
-    few_stable = degrees(get_plan(schedules.edm(15), variant="tab", degree=3, stable=True))
-    assert max(few_plain) == 3 and all(s <= p for s, p in zip(few_stable, few_plain))
-    assert sum(few_stable) < sum(few_plain)  # Karras at 15 steps: some steps lowered
-    many = dict(sigmas=schedules.edm(200), variant="tab", degree=3)
-    assert degrees(get_plan(stable=True, **many)) == degrees(get_plan(**many))  # small steps: nothing to guard

@@ -39,8 +39,9 @@ def models(comfy):
     return {"eps": comfy_support.exact_model("eps"), "flow": comfy_support.exact_model("flow")}
 
 
-def pack_names(comfy):
-    return list(comfy.pack.nodes.samplers.KSAMPLER_CONFIGURATIONS)
+def pack_names(comfy, stochastic=True):
+    return [name for name, options in comfy.pack.nodes.samplers.KSAMPLER_CONFIGURATIONS.items()
+            if stochastic or not options.get("eta")]
 
 
 def start_state(model, sigmas, noise, latent):
@@ -92,14 +93,14 @@ def test_a_second_import_adds_nothing_and_foreign_functions_are_kept(comfy):
 
     registration = comfy.pack.nodes.registration
     foreign = lambda *a, **k: None  # noqa: E731  (another pack's function under one of our names)
-    original = comfy.k_sampling.sample_deis_tab2
-    comfy.k_sampling.sample_deis_tab2 = foreign
+    original = comfy.k_sampling.sample_deis_data
+    comfy.k_sampling.sample_deis_data = foreign
     try:
         added, skipped = registration.register_samplers(comfy.pack.nodes.samplers.SAMPLER_FUNCTIONS)
-        assert skipped == ["deis_tab2"] and comfy.k_sampling.sample_deis_tab2 is foreign
-        assert "deis_tab2" not in added
+        assert skipped == ["deis_data"] and comfy.k_sampling.sample_deis_data is foreign
+        assert "deis_data" not in added
     finally:
-        comfy.k_sampling.sample_deis_tab2 = original
+        comfy.k_sampling.sample_deis_data = original
     assert [list(lst) for lst in lists] == before
 
 
@@ -142,7 +143,7 @@ def test_each_registered_name_beats_euler_through_ksampler(comfy, models, kind, 
     exact = MIXTURE.reference(start_state(model, sigmas, noise, latent), float(sigmas[0]), 0.0, form(kind))
     euler = relative_error(ksampler(comfy, model, "euler", scheduler, steps), exact)
     tolerance = 0.6 * euler  # a tolerance that ComfyUI's euler fails at the same step count
-    for name in pack_names(comfy):
+    for name in pack_names(comfy, stochastic=False):
         error = relative_error(ksampler(comfy, model, name, scheduler, steps), exact)
         assert error < tolerance, (name, error, euler)
 
@@ -151,10 +152,10 @@ def test_each_registered_name_beats_euler_through_ksampler(comfy, models, kind, 
 def test_sampler_custom_advanced_with_sampler_deis_and_the_deis_scheduler(comfy, models, kind):
     model = models[kind]
     pack_nodes = comfy.pack.NODE_CLASS_MAPPINGS
-    sigmas = pack_nodes["DEISScheduler"]().get_sigmas(model, 10, 1.0, "time_uniform", 2.0, 7.0)[0]
+    sigmas = pack_nodes["DEISScheduler"]().get_sigmas(model, 10, 1.0, "deis_time_quadratic", 2.0, 7.0)[0]
     assert sigmas.shape == (11,) and sigmas[-1] == 0
     assert torch.isclose(sigmas[0], model.get_model_object("model_sampling").sigma_max.float())
-    sampler = pack_nodes["SamplerDEIS"]().get_sampler("tab", 3, "kutta3", "auto", "auto", True, False, "v", False)[0]
+    sampler = pack_nodes["SamplerDEIS"]().get_sampler("tab", 3, "kutta3", "auto", "auto", True, "v", 0.0, 1.0)[0]
     latent = {"samples": torch.zeros(1, 4, 8, 8)}
     noise = comfy.custom.RandomNoise().get_noise(3)[0]
     guider = comfy.custom.CFGGuider().get_guider(model, comfy_support.empty_conditioning(),
@@ -173,17 +174,16 @@ def test_every_sampler_deis_option_runs(comfy, models):
     cond = comfy_support.empty_conditioning()
     latent = torch.zeros(1, 4, 4, 4)
     noise = comfy.sample.prepare_noise(latent, 1)
-    for variant in comfy.pack.deis.VARIANTS:
+    for variant in ("auto",) + comfy.pack.deis.VARIANTS:
         for time in ("auto", "discrete_table", "vp_linear", "flow"):
             for parameterisation in ("auto", "ve"):
-                for integrand, corrector in [("eps", False), ("v", True), ("v", False), ("eps", True)]:
-                    if variant == "rhork" and (integrand, corrector) != ("eps", False):
+                for integrand, eta in [("eps", 0.0), ("v", 0.5), ("data", 0.0), ("data", 1.0)]:
+                    if variant == "rhork" and (integrand, eta) != ("eps", 0.0):
                         continue
-                    stable = variant != "rhork" and (integrand, corrector) == ("eps", False)
-                    sampler = node.get_sampler(variant, 2, "rk4", parameterisation, time, False, stable, integrand,
-                                               corrector)[0]
+                    sampler = node.get_sampler(variant, 2, "rk4", parameterisation, time, False, integrand, eta,
+                                               1.0)[0]
                     out = comfy.sample.sample_custom(models["eps"], noise, 1.0, sampler, sigmas, cond, cond, latent,
-                                                     disable_pbar=True)
+                                                     disable_pbar=True, seed=3)
                     assert torch.isfinite(out).all()
     with pytest.raises(ValueError, match="flow sigmas must lie in"):
         sampler = node.get_sampler("tab", 2, "rk4", "flow", "auto", False)[0]
@@ -269,8 +269,8 @@ def test_batches_and_video_latents(comfy, models, shape):
 
 
 def test_cfg_one_and_above_one_agree_on_a_condition_free_model(comfy, models):
-    one = ksampler(comfy, models["eps"], "deis_tab2", "karras", 8, cfg=1.0)
-    seven = ksampler(comfy, models["eps"], "deis_tab2", "karras", 8, cfg=7.0)
+    one = ksampler(comfy, models["eps"], "deis_data", "karras", 8, cfg=1.0)
+    seven = ksampler(comfy, models["eps"], "deis_data", "karras", 8, cfg=7.0)
     torch.testing.assert_close(one, seven, rtol=1e-5, atol=1e-5)
 
 
@@ -299,10 +299,87 @@ def test_progress_callback_once_per_step_and_cancel_between_steps(comfy, models)
         comfy.management.interrupt_current_processing(False)
     assert calls == [1, 2, 3] and len(model_calls) == 3
 
+    # Runge-Kutta: three model calls per step, one progress tick per step.
     steps = []
+    sampler = comfy.pack.NODE_CLASS_MAPPINGS["SamplerDEIS"]().get_sampler("rhork", 2, "kutta3", "auto", "auto", True,
+                                                                          "eps", 0.0, 1.0)[0]
+    sigmas = comfy.samplers.calculate_sigmas(models["eps"].get_model_object("model_sampling"), "karras", 6)
+    guider = comfy.custom.CFGGuider().get_guider(models["eps"], comfy_support.empty_conditioning(),
+                                                 comfy_support.empty_conditioning(), 1.0)[0]
     comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, **kwargs: steps.append((value, total)))
     try:
-        ksampler(comfy, models["eps"], "deis_rhork3", "karras", 6)
+        comfy.custom.SamplerCustomAdvanced().sample(comfy.custom.RandomNoise().get_noise(0)[0], guider, sampler,
+                                                    sigmas, {"samples": torch.zeros(1, 4, 8, 8)})
     finally:
         comfy.utils.set_progress_bar_global_hook(None)
     assert steps == [(i, 6) for i in range(1, 7)]
+
+
+# --------------------------------------------------------------------------- oracles and stochastic DEIS
+
+def test_data_form_linear_in_log_sigma_is_comfyuis_res_multistep(comfy, models):
+    """Independent oracle: ComfyUI's res_multistep is the exponential integrator with D linear in -log sigma."""
+    node = comfy.pack.NODE_CLASS_MAPPINGS["SamplerDEIS"]()
+    sampler = node.get_sampler("logrhoab", 1, "kutta3", "auto", "auto", False, "data", 0.0, 1.0)[0]
+    model, cond = models["eps"], comfy_support.empty_conditioning()
+    latent = torch.zeros(2, 4, 8, 8)
+    noise = comfy.sample.prepare_noise(latent, 5)
+    for scheduler in ("karras", "normal"):
+        sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), scheduler, 12)
+        ours = comfy.sample.sample_custom(model, noise, 1.0, sampler, sigmas, cond, cond, latent, disable_pbar=True)
+        theirs = comfy.sample.sample_custom(model, noise, 1.0, comfy.samplers.sampler_object("res_multistep"),
+                                            sigmas, cond, cond, latent, disable_pbar=True)
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind, oracle", [("eps", "euler_ancestral"), ("flow", "euler_ancestral")])
+def test_degree_zero_with_eta_is_comfyuis_ancestral_euler(comfy, models, kind, oracle):
+    """eta = 1 (and 0.5), degree 0: ComfyUI's euler_ancestral, which runs euler_ancestral_RF on flow models,
+    step for step from the same seed (the same noise draws)."""
+    node = comfy.pack.NODE_CLASS_MAPPINGS["SamplerDEIS"]()
+    model, cond = models[kind], comfy_support.empty_conditioning()
+    latent = torch.zeros(2, 4, 8, 8)
+    noise = comfy.sample.prepare_noise(latent, 7)
+    sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "simple", 10)
+    for eta in (1.0, 0.5):
+        ours = comfy.sample.sample_custom(
+            model, noise, 1.0, node.get_sampler("tab", 0, "kutta3", "auto", "auto", True, "eps", eta, 1.0)[0],
+            sigmas, cond, cond, latent, disable_pbar=True, seed=11)
+        theirs = comfy.sample.sample_custom(
+            model, noise, 1.0, comfy.samplers.ksampler(oracle, {"eta": eta}), sigmas, cond, cond, latent,
+            disable_pbar=True, seed=11)
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5 * float(theirs.abs().max()))
+        ode = comfy.sample.sample_custom(
+            model, noise, 1.0, node.get_sampler("tab", 0, "kutta3", "auto", "auto", True, "eps", 0.0, 1.0)[0],
+            sigmas, cond, cond, latent, disable_pbar=True, seed=11)
+        assert (ours - ode).abs().max() > 0.1  # the noise is there
+
+
+@pytest.mark.parametrize("kind", ["eps", "flow"])
+def test_the_stochastic_entry_follows_the_seed(comfy, models, kind):
+    name = "deis_sde"
+    first = ksampler(comfy, models[kind], name, "simple", 12, seed=1)
+    again = ksampler(comfy, models[kind], name, "simple", 12, seed=1)
+    other = ksampler(comfy, models[kind], name, "simple", 12, seed=2)
+    assert torch.equal(first, again) and torch.isfinite(first).all()
+    assert (first - other).abs().max() > 0.1
+
+
+def test_the_stochastic_entry_with_split_sigmas_and_sampler_custom_advanced_noise(comfy, models):
+    """SplitSigmas: each segment draws its own noise and the chain stays finite; SamplerCustomAdvanced's
+    NOISE seed sets the injected noise too."""
+    model = models["eps"]
+    sampler = comfy.samplers.sampler_object("deis_sde")
+    sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "karras", 12)
+    high, low = comfy.custom.SplitSigmas().get_sigmas(sigmas, 5)
+    guider = comfy.custom.CFGGuider().get_guider(model, comfy_support.empty_conditioning(),
+                                                 comfy_support.empty_conditioning(), 1.0)[0]
+    latent = {"samples": torch.zeros(1, 4, 8, 8)}
+    run = comfy.custom.SamplerCustomAdvanced().sample
+    first = run(comfy.custom.RandomNoise().get_noise(4)[0], guider, sampler, high, latent)[0]
+    second = run(comfy.custom.DisableNoise().get_noise()[0], guider, sampler, low, first)[0]["samples"]
+    assert torch.isfinite(second).all() and second.abs().max() < 5
+    whole_a = run(comfy.custom.RandomNoise().get_noise(4)[0], guider, sampler, sigmas, latent)[0]["samples"]
+    whole_b = run(comfy.custom.RandomNoise().get_noise(4)[0], guider, sampler, sigmas, latent)[0]["samples"]
+    whole_c = run(comfy.custom.RandomNoise().get_noise(5)[0], guider, sampler, sigmas, latent)[0]["samples"]
+    assert torch.equal(whole_a, whole_b) and (whole_a - whole_c).abs().max() > 0.1

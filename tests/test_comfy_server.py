@@ -24,8 +24,8 @@ import comfy_support
 from benchmarks.problems import MIXTURE, relative_error
 from deis.timemaps import DiscreteVPTime
 
-PACK_NAMES = ["deis_tab2_v", "deis_tab3_v", "deis_tab3", "deis_tab2", "deis_tab1", "deis_logrhoab3", "deis_rhoab3",
-              "deis_ipndm", "deis_ipndm_v", "deis_rhork3"]
+PACK_NAMES = ["deis_auto", "deis_data", "deis_sde"]
+ODE_NAMES = ["deis_auto", "deis_data"]
 SCHEDULER = "deis_time_quadratic"
 
 TEST_MODELS_PACK = '''
@@ -140,7 +140,8 @@ def test_object_info_lists_the_pack(server):
     ksampler = info["KSampler"]["input"]["required"]
     samplers, schedulers = ksampler["sampler_name"][0], ksampler["scheduler"][0]
     assert all(name in samplers for name in PACK_NAMES), samplers
-    assert samplers.index("deis_tab3") > samplers.index("uni_pc_bh2")
+    assert samplers.index("deis_auto") > samplers.index("uni_pc_bh2")
+    assert samplers[samplers.index("deis_auto"):samplers.index("deis_auto") + 3] == PACK_NAMES
     assert SCHEDULER in schedulers
     assert all(name in info["KSamplerAdvanced"]["input"]["required"]["sampler_name"][0] for name in PACK_NAMES)
     assert "SamplerDEIS" in info and "DEISScheduler" in info
@@ -179,7 +180,7 @@ def test_ksampler_workflows_with_every_pack_sampler(server, kind, scheduler):
     exact = exact_final(kind, seed)
     euler = relative_error(server.saved_latent(server.run(
         ksampler_workflow(kind, "euler", scheduler, steps, seed, f"{kind}_{scheduler}/euler"))), exact)
-    for name in PACK_NAMES:
+    for name in ODE_NAMES:
         latent = server.saved_latent(server.run(
             ksampler_workflow(kind, name, scheduler, steps, seed, f"{kind}_{scheduler}/{name}")))
         assert latent.shape == (1, 4, 8, 8)
@@ -199,7 +200,7 @@ def test_sampler_custom_advanced_workflow_with_sampler_deis_and_deis_scheduler(s
                 "model": ["model", 0], "positive": ["model", 1], "negative": ["model", 1], "cfg": 3.0}},
             "sampler": sampler_node,
             "sigmas": {"class_type": "DEISScheduler", "inputs": {
-                "model": ["model", 0], "steps": 10, "denoise": 1.0, "schedule": "time_uniform", "kappa": 2.0,
+                "model": ["model", 0], "steps": 10, "denoise": 1.0, "schedule": "deis_time_quadratic", "kappa": 2.0,
                 "power": 7.0}},
             "sample": {"class_type": "SamplerCustomAdvanced", "inputs": {
                 "noise": ["noise", 0], "guider": ["guider", 0], "sampler": ["sampler", 0],
@@ -209,13 +210,21 @@ def test_sampler_custom_advanced_workflow_with_sampler_deis_and_deis_scheduler(s
 
     deis = {"class_type": "SamplerDEIS", "inputs": {
         "variant": "tab", "degree": 3, "tableau": "kutta3", "parameterisation": "auto", "time": "auto",
-        "lower_order_final": True, "stable": False, "integrand": "v", "corrector": False}}
+        "lower_order_final": True, "integrand": "v", "eta": 0.0, "s_noise": 1.0}}
     euler = {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}}
     exact = exact_final(kind, seed)
     ours = server.saved_latent(server.run(workflow(deis, f"custom_{kind}/deis")))
     theirs = server.saved_latent(server.run(workflow(euler, f"custom_{kind}/euler")))
     assert np.isfinite(ours.numpy()).all()
     assert relative_error(ours, exact) < 0.6 * relative_error(theirs, exact)
+
+
+@pytest.mark.parametrize("kind", ["eps", "flow"])
+def test_the_stochastic_entry_in_a_ksampler_workflow_follows_the_seed(server, kind):
+    runs = [server.saved_latent(server.run(ksampler_workflow(kind, "deis_sde", "simple", 12, seed, f"sde_{kind}/{i}")))
+            for i, seed in enumerate((3, 3, 4))]
+    assert torch.equal(runs[0], runs[1]) and np.isfinite(runs[0].numpy()).all()
+    assert float((runs[0] - runs[2]).abs().max()) > 0.1
 
 
 def widget_inputs(spec):
@@ -231,7 +240,7 @@ def widget_inputs(spec):
     return widgets
 
 
-@pytest.mark.parametrize("name", ["deis_ksampler.json", "deis_sampler_custom_advanced.json"])
+@pytest.mark.parametrize("name", ["DEIS in KSampler.json", "DEIS in SamplerCustomAdvanced.json"])
 def test_example_workflows_match_this_comfyui(server, name):
     """Every node exists, every link joins matching types, every widget value is one ComfyUI accepts."""
     workflow = json.loads((comfy_support.REPO / "example_workflows" / name).read_text())

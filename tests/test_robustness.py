@@ -11,10 +11,11 @@ from benchmarks.problems import GAUSSIAN, MIXTURE, relative_error
 from deis import CoefficientCache, DiscreteVPTime, VPLinearTime, get_plan, sample_deis
 
 CONFIGS = [
-    dict(variant="tab", degree=3), dict(variant="rhoab", degree=3), dict(variant="logrhoab", degree=3),
+    dict(), dict(variant="tab", degree=2, integrand="data"), dict(variant="tab", degree=3), dict(variant="rhoab", degree=3), dict(variant="logrhoab", degree=3),
     dict(variant="ipndm", degree=3), dict(variant="ipndm_v", degree=2), dict(variant="rhork", tableau="rk4"),
 ]
-IDS = [f"{c['variant']}-{c.get('degree', c.get('tableau'))}" for c in CONFIGS]
+IDS = [f"{c.get('variant', 'recommended')}-{c.get('degree', c.get('tableau'))}-{c.get('integrand', '')}"
+       for c in CONFIGS]
 
 
 def noise(*shape, seed=0, dtype=torch.float64):
@@ -47,7 +48,7 @@ def test_a_single_step_is_ddim(options, sigma_next):
     out = sample_deis(model, x, torch.tensor([10.0, sigma_next], dtype=torch.float64), disable=True, **options)
     denoised = model(x, torch.full([2], 10.0, dtype=torch.float64))
     ddim = denoised + sigma_next / 10.0 * (x - denoised)
-    if options["variant"] == "rhork" and sigma_next > 0:  # one RK4 step: better than DDIM
+    if options.get("variant") == "rhork" and sigma_next > 0:  # one RK4 step: better than DDIM
         exact = MIXTURE.reference(x.numpy(), 10.0, 2.0)
         assert relative_error(out, exact) < 0.7 * relative_error(ddim, exact)
     else:
@@ -62,7 +63,7 @@ def test_a_schedule_starting_below_sigma_max_starts_with_empty_history(options):
     out = sample_deis(MIXTURE.denoiser(), x, sigmas, disable=True,
                       callback=lambda d: first.append(d["x"]) if d["i"] == 1 else None, **options)
     denoised = MIXTURE.denoiser()(x, sigmas[:1])
-    if options["variant"] != "rhork":
+    if options.get("variant") != "rhork":
         torch.testing.assert_close(first[0], denoised + sigmas[1] / sigmas[0] * (x - denoised))
     assert relative_error(out, MIXTURE.reference(x.numpy(), 3.0, 0.0)) < 5e-3
 
@@ -235,8 +236,9 @@ BAD_OPTIONS = [
     (dict(variant="rhoab", time_map=VPLinearTime()), "time_map applies only to tAB"),
     (dict(variant="rhork", time_map=VPLinearTime()), "time_map applies only to tAB"),
     (dict(variant="rhork", lower_order_final=False), "lower_order_final applies"),
-    (dict(variant="rhork", stable=True), "stable applies"),
-    (dict(time_map="sd15"), "time_map must be"),
+    (dict(eta=1.0, s_noise=float("nan")), "s_noise must be a finite number"),
+    (dict(eta=1.0, s_noise=-1.0), "s_noise must be a finite number"),
+    (dict(variant="tab", time_map="sd15"), "time_map must be"),
 ]
 
 

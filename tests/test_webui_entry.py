@@ -16,8 +16,7 @@ from benchmarks.problems import MIXTURE, relative_error
 from deis import DiscreteVPTime, FlowTime, sample_deis
 
 SCRIPT = __import__("pathlib").Path(__file__).resolve().parent.parent / "scripts" / "deis_webui.py"
-LABELS = ["DEIS tAB2 v", "DEIS tAB3 v", "DEIS tAB3", "DEIS tAB2", "DEIS tAB1", "DEIS log-rho AB3", "DEIS rhoAB3",
-          "DEIS iPNDM", "DEIS iPNDM-v", "DEIS rhoRK3"]
+LABELS = ["DEIS auto", "DEIS data", "DEIS SDE"]
 
 
 def fake_webui(forge=True):
@@ -90,7 +89,7 @@ def test_registers_every_label_once_beside_the_webuis_own_deis(webui):
     names = [x.name for x in samplers.all_samplers]
     assert names[:2] == ["DEIS", "Euler"] and names[2:] == LABELS
     aliases = {x.name: x.aliases for x in samplers.all_samplers}
-    assert aliases["DEIS tAB3"] == ["deis_tab3"] and aliases["DEIS"] == ["deis"]
+    assert aliases["DEIS auto"] == ["deis_auto"] and aliases["DEIS"] == ["deis"]
     load_script("deis_webui_reloaded")  # "Reload UI" imports the script again
     assert [x.name for x in samplers.all_samplers] == names
     assert "deis" not in sys.modules and "nodes" not in sys.modules  # the decoys were never imported
@@ -130,17 +129,51 @@ def test_the_registered_samplers_run_the_core_model_aware(webui, form):
     sigmas = torch.from_numpy(schedules.flow_shift(10) if form == "flow" else schedules.sd15_karras(10))
     x = torch.randn(1, 4, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     x = x if form == "flow" else x * sigmas[0]
-    tab3 = samplers.all_samplers_map["DEIS tAB3"].constructor("sd_model")
+    data = samplers.all_samplers_map["DEIS data"].constructor("sd_model")
     calls = []
-    out = tab3.func(model, x, sigmas=sigmas, extra_args={}, disable=True, callback=calls.append)
+    out = data.func(model, x, sigmas=sigmas, extra_args={}, disable=True, callback=calls.append)
     time_map = FlowTime() if form == "flow" else DiscreteVPTime(table.double().numpy())
-    expected = sample_deis(model, x, sigmas, disable=True, parameterisation=form, time_map=time_map)
+    expected = sample_deis(model, x, sigmas, disable=True, parameterisation=form, time_map=time_map, variant="tab",
+                           degree=1, integrand="data")
     torch.testing.assert_close(out, expected, rtol=0, atol=0)
     assert len(calls) == 10
+    auto = samplers.all_samplers_map["DEIS auto"].constructor("sd_model").func(model, x, sigmas=sigmas, disable=True)
+    recommended = sample_deis(model, x, sigmas, disable=True, parameterisation=form,
+                              **({"time_map": time_map} if form == "flow" else {}))
+    torch.testing.assert_close(auto, recommended, rtol=0, atol=0)
     exact = MIXTURE.reference(x.numpy(), float(sigmas[0]), 0.0, form)
-    for data in samplers.all_samplers[2:]:
-        result = data.constructor(None).func(model, x, sigmas=sigmas, extra_args={}, disable=True, callback=None)
-        assert relative_error(result, exact) < 0.2, data.name
+    for entry in samplers.all_samplers[2:]:
+        if "SDE" in entry.name:
+            continue
+        result = entry.constructor(None).func(model, x, sigmas=sigmas, extra_args={}, disable=True, callback=None)
+        assert relative_error(result, exact) < 0.2, entry.name
+
+
+@pytest.mark.parametrize("form", ["ve", "flow"])
+def test_the_stochastic_entry_takes_the_webuis_eta_and_s_noise(webui, form):
+    """The WebUI passes eta and s_noise to a sampler whose signature has them (its k-diffusion convention)."""
+    import inspect
+
+    samplers = webui["modules.sd_samplers"]
+    load_script()
+    sde = samplers.all_samplers_map["DEIS SDE"].constructor(None).func
+    assert {"eta", "s_noise", "noise_sampler"} <= set(inspect.signature(sde).parameters)
+    model = CFGDenoiserStandIn(form, torch.from_numpy(schedules.SD15.sigmas).float())
+    sigmas = torch.from_numpy(schedules.flow_shift(8) if form == "flow" else schedules.sd15_karras(8))
+    x = torch.randn(1, 4, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    draws = [torch.randn(1, 4, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(k))
+             for k in range(8)]
+
+    def noise_sampler():
+        it = iter(draws)
+        return lambda sigma, sigma_next: next(it)
+
+    out = sde(model, x, sigmas, disable=True, eta=0.5, s_noise=0.9, noise_sampler=noise_sampler())
+    expected = sample_deis(model, x, sigmas, disable=True, parameterisation=form, eta=0.5, s_noise=0.9,
+                           noise_sampler=noise_sampler(), **({"time_map": FlowTime()} if form == "flow" else {}))
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    ode = sde(model, x, sigmas, disable=True, eta=0.0)
+    assert not torch.equal(ode, out)
 
 
 def test_outside_a_webui_the_script_registers_nothing_and_raises_nothing(monkeypatch):

@@ -1,0 +1,168 @@
+"""Problem families for the accuracy benchmark: exact mixtures, guided sampling and learned models.
+
+Every family gives a denoiser in a model's own form (``x = alpha x0 + sigma eps`` with alpha = 1
+for SD-style models, ``1 - sigma`` for flow models) and the exact solution of its
+probability-flow ODE from a start to sigma = 0. In both forms the ODE is
+
+    dx / dsigma = (x - D(x, sigma)) / sigma
+
+which is finite at a flow model's start (sigma = 1, where D is the data mean), so one
+tight DOP853 solve (rtol 1e-10, float64) serves both; it stops at sigma = 1e-6 and takes the
+DDIM step x = D from there, which is exact to O(1e-12).
+
+The families:
+
+- ``coordinate``: benchmarks.problems.MIXTURE, every coordinate drawn on its own from a 1-D
+  mixture with wide modes. Each coordinate resolves smoothly over a wide band of noise levels.
+- ``joint-16``, ``joint-64``, ``joint-256``: a handful of points in 16 to 256 dimensions with
+  a small isotropic spread around each. Which component a sample becomes is decided jointly,
+  across all coordinates, in a narrow band of noise levels, as with images.
+- ``guided``: ``joint-64`` under classifier-free guidance at scale 6 through ComfyUI's CFG,
+  conditioned on three of its eight components; the reference is the guided ODE
+  ``D = D_uncond + 6 (D_cond - D_uncond)``.
+- ``digits``: the learned EDM-style denoiser on scikit-learn's digits (benchmarks.digits).
+- ``flow-digits``: the learned flow-matching denoiser on the same digits.
+"""
+
+import math
+
+import numpy as np
+import torch
+
+from benchmarks.problems import MIXTURE
+
+#: Where the reference solve stops before its final DDIM step into sigma = 0.
+SIGMA_END = 1e-6
+
+
+class JointMixture:
+    """A mixture of isotropic Gaussians ``N(m_k, s_k^2 I)`` in ``dim`` dimensions."""
+
+    def __init__(self, dim, components, spread, seed, conditional=None):
+        generator = np.random.default_rng(seed)
+        # Means on a scale that gives the data about unit variance per coordinate.
+        self.means = generator.normal(size=(components, dim)) * math.sqrt(max(1.0 - spread ** 2, 0.1))
+        self.stds = spread * generator.uniform(0.5, 1.5, size=components)
+        self.log_weights = np.log(np.full(components, 1.0 / components))
+        self.dim = dim
+        #: The components a conditional model is trained on (None: unconditional only).
+        self.conditional = None if conditional is None else list(conditional)
+
+    def posterior_mean(self, x, alpha, sigma, components=None):
+        """E[x0 | x] for x of shape (batch, dim) and per-row alpha, sigma (float64 torch)."""
+        keep = slice(None) if components is None else components
+        m = torch.as_tensor(self.means[keep], dtype=x.dtype)
+        s2 = torch.as_tensor(self.stds[keep] ** 2, dtype=x.dtype)
+        log_pi = torch.as_tensor(self.log_weights[keep], dtype=x.dtype)
+        alpha, sigma = alpha[:, None], sigma[:, None]
+        var = alpha ** 2 * s2 + sigma ** 2  # (batch, K)
+        distance = ((x[:, None, :] - alpha[..., None] * m) ** 2).sum(-1)  # (batch, K)
+        log_w = log_pi - 0.5 * distance / var - 0.5 * self.dim * torch.log(var)
+        w = torch.softmax(log_w, dim=-1)
+        gain = alpha * s2 / var  # (batch, K)
+        means = m + gain[..., None] * (x[:, None, :] - alpha[..., None] * m)
+        return (w[..., None] * means).sum(1)
+
+    def denoiser(self, form, guidance=None):
+        """``model(x, sigma, cond=None) -> D``; with ``cond`` (a bool per row) rows use the conditional model."""
+
+        def model(x, sigma, cond=None):
+            flat = x.double().reshape(x.shape[0], -1)
+            sigma = sigma.double().reshape(-1).expand(x.shape[0])
+            alpha = 1.0 - sigma if form == "flow" else torch.ones_like(sigma)
+            out = self.posterior_mean(flat, alpha, sigma)
+            if cond is not None and bool(cond.any()):
+                conditioned = self.posterior_mean(flat[cond], alpha[cond], sigma[cond], self.conditional)
+                out[cond] = conditioned
+            return out.reshape(x.shape).to(x.dtype)
+
+        return model
+
+    def guided_denoiser(self, form, scale):
+        """The guided denoiser ``D_u + scale (D_c - D_u)``, for the reference."""
+        plain = self.denoiser(form)
+
+        def model(x, sigma):
+            cond = torch.ones(x.shape[0], dtype=torch.bool)
+            uncond = plain(x, sigma)
+            return uncond + scale * (plain(x, sigma, cond) - uncond)
+
+        return model
+
+
+def reference_solution(denoiser, x, sigma0, rtol=1e-10):
+    """The exact ODE solution at sigma = 0 from ``x`` at ``sigma0`` (float64 numpy), for any form.
+
+    ``denoiser(x, sigma_batch)`` is a torch denoiser in the model's own form.
+    """
+    from scipy.integrate import solve_ivp
+
+    x = np.asarray(x, dtype=np.float64)
+    shape = x.shape
+
+    def D(flat, sigma):
+        xt = torch.from_numpy(flat.reshape(shape))
+        with torch.no_grad():
+            return denoiser(xt, torch.full([shape[0]], sigma, dtype=torch.float64)).double().numpy().ravel()
+
+    def rhs(sigma, y):
+        return (y - D(y, sigma)) / sigma
+
+    sol = solve_ivp(rhs, (float(sigma0), SIGMA_END), x.ravel(), method="DOP853", rtol=rtol, atol=rtol)
+    if not sol.success:
+        raise RuntimeError(f"reference solve failed: {sol.message}")
+    return D(sol.y[:, -1], SIGMA_END).reshape(shape)
+
+
+def learned(kind):
+    """A learned digits denoiser as a float64 torch callable ``(x, sigma) -> D`` on any 64-value layout."""
+    from benchmarks.digits import load_denoiser
+
+    network = load_denoiser(kind=kind, dtype=torch.float64)
+
+    def model(x, sigma, cond=None):
+        with torch.no_grad():
+            out = network(x.double().reshape(-1, 1, 8, 8), sigma.double().reshape(-1).expand(x.shape[0]))
+        return out.reshape(x.shape).to(x.dtype)
+
+    return model
+
+
+class Family:
+    """One problem family: its denoiser per form, its latent shape, its models and its CFG scale."""
+
+    def __init__(self, name, shape, models, make_denoiser, guidance=None, reference_denoiser=None):
+        self.name, self.shape, self.models, self.guidance = name, shape, models, guidance
+        self._make, self._reference = make_denoiser, reference_denoiser
+        self._denoisers = {}
+
+    def denoiser(self, form):
+        if form not in self._denoisers:
+            self._denoisers[form] = self._make(form)
+        return self._denoisers[form]
+
+    def reference_denoiser(self, form):
+        return self._reference(form) if self._reference else self.denoiser(form)
+
+
+def _coordinate(form):
+    plain = MIXTURE.denoiser(form)
+    return lambda x, sigma, cond=None: plain(x, sigma)
+
+
+JOINT_16 = JointMixture(dim=16, components=3, spread=0.1, seed=16)
+JOINT_64 = JointMixture(dim=64, components=8, spread=0.05, seed=64, conditional=(0, 1, 2))
+JOINT_256 = JointMixture(dim=256, components=16, spread=0.2, seed=256)
+GUIDANCE_SCALE = 6.0
+
+MIXTURE_MODELS = ("eps", "flow", "flux")
+FAMILIES = {f.name: f for f in (
+    Family("coordinate", (2, 4, 8, 8), MIXTURE_MODELS, _coordinate),
+    Family("joint-16", (8, 4, 2, 2), MIXTURE_MODELS, JOINT_16.denoiser),
+    Family("joint-64", (8, 4, 4, 4), MIXTURE_MODELS, JOINT_64.denoiser),
+    Family("joint-256", (4, 4, 8, 8), MIXTURE_MODELS, JOINT_256.denoiser),
+    Family("guided", (8, 4, 4, 4), MIXTURE_MODELS, JOINT_64.denoiser, guidance=GUIDANCE_SCALE,
+           reference_denoiser=lambda form: JOINT_64.guided_denoiser(form, GUIDANCE_SCALE)),
+    Family("digits", (16, 4, 4, 4), ("eps",), lambda form: learned("ve")),
+    Family("flow-digits", (16, 4, 4, 4), ("flow", "flux"), lambda form: learned("flow")),
+)}
