@@ -9,6 +9,8 @@ import logging
 
 NODE_CLASS_MAPPINGS = {}
 NODE_DISPLAY_NAME_MAPPINGS = {}
+#: ComfyUI serves web/docs/<NodeName>.md as each node's help page.
+WEB_DIRECTORY = "./web"
 
 try:
     from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS  # noqa: F811
@@ -18,4 +20,4 @@ try:
 except Exception:  # pragma: no cover - reported in ComfyUI's log instead of breaking its start
     logging.getLogger("comfyui-deis").exception("DEIS: the sampler pack failed to load")
 
-__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]
+__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]

@@ -231,8 +231,12 @@ def plot(results, names, families, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(families), figsize=(3.2 * len(families), 3.4), sharey=True)
-    for ax, family in zip(np.atleast_1d(axes), families):
+    columns = 4
+    rows = -(-len(families) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 3.0 * rows), sharey=True, squeeze=False)
+    for ax in axes.ravel()[len(families):]:
+        ax.set_visible(False)
+    for ax, family in zip(axes.ravel(), families):
         for name in names:
             medians = []
             for n in NFES:
@@ -245,8 +249,9 @@ def plot(results, names, families, path):
         ax.set_xticks(NFES, [str(n) for n in NFES], fontsize=7)
         ax.set_title(family, fontsize=9)
         ax.set_xlabel("NFE", fontsize=8)
-    np.atleast_1d(axes)[0].set_ylabel("median error at sigma = 0 (all models, schedulers)", fontsize=8)
-    np.atleast_1d(axes)[-1].legend(fontsize=7, loc="lower left")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("median error at sigma = 0\n(all models and schedulers)", fontsize=8)
+    axes.ravel()[len(families) - 1].legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -312,7 +317,7 @@ def main():
         text += ["", f"### {family}: error at sigma = 0; best in bold", markdown_cells(results, names, family)]
     publish("\n".join(text), args.out)
     if args.plot:
-        plot(results, [RECOMMENDED, "deis", "dpmpp_2m", "euler", "uni_pc_bh2"], families, args.plot)
+        plot(results, [RECOMMENDED, "deis_data", "deis", "dpmpp_2m", "euler", "uni_pc_bh2"], families, args.plot)
 
 
 if __name__ == "__main__":

@@ -1,85 +1,115 @@
-"""The demo: DEIS against DDIM/Euler and DPM-Solver++(2M) on a small learned model, at 5 and 10 NFE.
+"""The demo: DEIS beside DDIM/Euler and DPM-Solver++(2M) on the two bundled learned models, at 5, 8 and 10 NFE.
 
-    python -m benchmarks.demo [--out out/demo_grid.png]
+    python -m benchmarks.demo [--out out]
 
-The bundled denoiser (benchmarks/weights, trained on scikit-learn's 8x8 digits) samples 2,000
-digits from the same noise with each sampler on the paper's schedule (uniform in sqrt(t) of the
-VP time, sigma 80 to 0.002). The table
-gives (a) the error against a 500-step tAB3 solution of the same ODE from the same noise, and
-(b) the Frechet distance of the samples to the real digits in pixel space; the grid shows the
-first samples of each.
+Two small learned denoisers trained on scikit-learn's 8x8 digits (benchmarks/weights): an
+SD-style (VE) model, sampled with the exponential schedule on SD1.5's sigma range, and a
+flow-matching model, sampled with the paper's schedule in flow time. Each sampler starts from
+the same 1,000 noises. The table gives the error against the exact solution of the same ODE
+(DOP853), and the Frechet distance of the samples to the real digits in pixel space; the
+pictures (out/demo_digits.png, out/demo_flow_digits.png) show the first samples and their
+error maps. No ComfyUI is needed: DEIS runs from its core, DPM-Solver++(2M) as k-diffusion
+writes it (and its flow-form version, as ComfyUI runs it on flow models).
 """
 
 import argparse
+import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import k_diffusion.sampling as K
 
 from benchmarks.digits import load_data, load_denoiser
-from benchmarks.quality import frechet_distance, relative_l2
-from deis import VPLinearTime, sample_deis, sample_deis_tab2_v, sample_deis_tab3_v
-from deis.schedules import time_uniform
+from benchmarks.families import reference_solution
+from benchmarks.pictures import draw, relative_l2
+from benchmarks.quality import frechet_distance
+from deis import FlowTime, sample_deis
+from deis.schedules import log_rho_uniform, time_uniform
 
-NFES = (5, 10)
-SAMPLERS = {
-    "DEIS tAB2 v": lambda m, x, s: sample_deis_tab2_v(m, x, s, disable=True),
-    "DEIS tAB3 v": lambda m, x, s: sample_deis_tab3_v(m, x, s, disable=True),
-    "DEIS tAB3 v + corrector": lambda m, x, s: sample_deis_tab3_v(m, x, s, disable=True, corrector=True),
-    "DEIS tAB3": lambda m, x, s: sample_deis(m, x, s, disable=True, variant="tab", degree=3),
-    "DEIS tAB2": lambda m, x, s: sample_deis(m, x, s, disable=True, variant="tab", degree=2),
-    "DDIM / Euler": lambda m, x, s: K.sample_euler(m, x, s, disable=True),
-    "DPM-Solver++(2M)": lambda m, x, s: K.sample_dpmpp_2m(m, x, s, disable=True),
+NFES = (5, 8, 10)
+SD15_SIGMA_RANGE = (0.0292, 14.6146)
+FLOW_SIGMA_MIN = 0.003
+
+
+def dpmpp_2m_flow(model, x, sigmas):
+    """DPM-Solver++(2M) on ``x = (1 - s) x0 + s eps``, in ``lambda = log((1 - s) / s)``, as ComfyUI runs it."""
+    old, h_last, s_in = None, None, x.new_ones([x.shape[0]])
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i] * s_in)
+        s, s_next = float(sigmas[i]), float(sigmas[i + 1])
+        if s_next == 0:
+            x = denoised
+        else:
+            h = torch.log(torch.tensor((1 - s_next) / s_next)) - (torch.log(torch.tensor((1 - s) / s)) if s < 1
+                                                                     else -torch.tensor(float("inf")))
+            if old is None or not torch.isfinite(h_last):
+                d = denoised
+            else:
+                r = h_last / h
+                d = (1 + 1 / (2 * r)) * denoised - 1 / (2 * r) * old
+            x = (s_next / s) * x - (1 - s_next) * torch.expm1(-h) * d
+            h_last = h
+        old = denoised
+    return x
+
+
+SETTINGS = {
+    "digits": dict(
+        kind="ve", title="learned SD-style digits model, exponential schedule (SD1.5's sigma range)",
+        schedule=lambda n: torch.from_numpy(log_rho_uniform(n, *SD15_SIGMA_RANGE)).float(),
+        samplers={
+            "DEIS (deis_auto)": lambda m, x, s: sample_deis(m, x, s, disable=True),
+            "DEIS data": lambda m, x, s: sample_deis(m, x, s, disable=True, variant="tab", degree=1,
+                                                     integrand="data"),
+            "DDIM / Euler": lambda m, x, s: K.sample_euler(m, x, s, disable=True),
+            "DPM-Solver++(2M)": lambda m, x, s: K.sample_dpmpp_2m(m, x, s, disable=True),
+        }),
+    "flow-digits": dict(
+        kind="flow", title="learned flow-matching digits model, DEIS time schedule (flow time, shift 1)",
+        schedule=lambda n: torch.from_numpy(time_uniform(n, FLOW_SIGMA_MIN, 1.0, FlowTime(), "flow")).float(),
+        samplers={
+            "DEIS (deis_auto)": lambda m, x, s: sample_deis(m, x, s, disable=True, parameterisation="flow"),
+            "DEIS data": lambda m, x, s: sample_deis(m, x, s, disable=True, parameterisation="flow", variant="tab",
+                                                     degree=1, integrand="data"),
+            "DDIM / Euler": lambda m, x, s: sample_deis(m, x, s, disable=True, parameterisation="flow", variant="tab",
+                                                        degree=0),
+            "DPM-Solver++(2M)": lambda m, x, s: dpmpp_2m_flow(m, x, s),
+        }),
 }
 
 
 @torch.no_grad()
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("out/demo_grid.png"))
-    parser.add_argument("--samples", type=int, default=2000)
+    parser.add_argument("--out", type=Path, default=Path("out"))
+    parser.add_argument("--samples", type=int, default=1000)
     args = parser.parse_args()
     torch.set_num_threads(2)
-    model, data = load_denoiser(), load_data()
-    noise = torch.randn(args.samples, 1, 8, 8, generator=torch.Generator().manual_seed(0))
-
-    def run(sampler, steps):
-        sigmas = torch.from_numpy(time_uniform(steps, 0.002, 80.0, VPLinearTime())).float()
-        return sampler(model, noise * sigmas[0], sigmas)
-
-    reference = run(SAMPLERS["DEIS tAB3"], 500)
+    started = time.perf_counter()
+    data = load_data()
     print(__doc__.split("\n\n")[2].replace("\n", " "), "\n")
-    print(f"500-step reference: Frechet distance {frechet_distance(reference, data):.3f} (the model's floor)\n")
-    print("| sampler | " + " | ".join(f"error NFE {n} | FD NFE {n}" for n in NFES) + " |")
-    print("|---|" + "---:|---:|" * len(NFES))
-    images = {("500-step reference", 0): reference}
-    for name, sampler in SAMPLERS.items():
-        cells = []
-        for nfe in NFES:
-            out = run(sampler, nfe)
-            images[(name, nfe)] = out
-            cells += [f"{relative_l2(out, reference):.3f}", f"{frechet_distance(out, data):.3f}"]
-        print(f"| {name} | " + " | ".join(cells) + " |")
-    save_grid(images, args.out)
-    print(f"\nwrote {args.out}")
-
-
-def save_grid(images, path, per_row=12):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(len(images), 1, figsize=(per_row * 0.6, len(images) * 0.75))
-    for ax, ((name, nfe), batch) in zip(axes, images.items()):
-        strip = np.concatenate([np.pad(img[0].numpy(), 1, constant_values=-1.0) for img in batch[:per_row]], axis=1)
-        ax.imshow(strip.clip(-1, 1), cmap="gray_r", vmin=-1, vmax=1, interpolation="nearest")
-        ax.set_axis_off()
-        ax.set_title(name if nfe == 0 else f"{name}, NFE {nfe}", fontsize=8, loc="left")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    print("| model | sampler | " + " | ".join(f"error NFE {n} | FD NFE {n}" for n in NFES) + " |")
+    print("|---|---|" + "---:|---:|" * len(NFES))
+    for name, setting in SETTINGS.items():
+        model = load_denoiser(kind=setting["kind"])
+        noise = torch.randn(args.samples, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+        start_sigma = float(setting["schedule"](NFES[0])[0])
+        start = noise * start_sigma if setting["kind"] == "ve" else noise
+        exact = torch.from_numpy(reference_solution(load_denoiser(kind=setting["kind"], dtype=torch.float64),
+                                                    start.double().numpy(), start_sigma, rtol=1e-8)).float()
+        rows = {}
+        for label, sampler in setting["samplers"].items():
+            rows[label], cells = {}, []
+            for nfe in NFES:
+                out = sampler(model, start, setting["schedule"](nfe))
+                rows[label][nfe] = out.reshape(len(out), 64).double().numpy()
+                cells += [f"{relative_l2(out, exact):.3f}", f"{frechet_distance(out, data):.3f}"]
+            print(f"| {name} | {label} | " + " | ".join(cells) + " |")
+        path = args.out / f"demo_{name.replace('-', '_')}.png"
+        draw(setting["title"], exact.reshape(len(exact), 64).double().numpy(), rows, path)
+        print(f"| {name} | exact ODE solution | FD {frechet_distance(exact, data):.3f} (the model's own floor) |")
+    print(f"\nwrote {args.out / 'demo_digits.png'} and {args.out / 'demo_flow_digits.png'} "
+          f"in {time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":

@@ -23,17 +23,22 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from benchmarks import schedules
 from benchmarks.report import publish
-from deis import CoefficientCache, VPLinearTime, get_plan, sample_deis
+from deis import CoefficientCache, FlowTime, VPLinearTime, get_plan, sample_deis
 from deis.plan import compute_plan, host_sigmas, resolve_options
 
+#: name: (options, schedule). The dropdown entries first: deis_auto in each form, deis_data, deis_sde.
 COLD_CONFIGS = {
-    "tAB3 (SD1.5 table)": dict(variant="tab", degree=3, time_map=schedules.SD15),
-    "tAB3 (VP-linear)": dict(variant="tab", degree=3, time_map=VPLinearTime()),
-    "rhoAB3": dict(variant="rhoab", degree=3),
-    "log-rho AB3": dict(variant="logrhoab", degree=3),
-    "iPNDM": dict(variant="ipndm", degree=3),
-    "iPNDM-v": dict(variant="ipndm_v", degree=3),
-    "rhoRK (kutta3)": dict(variant="rhork", tableau="kutta3"),
+    "deis_auto, SD-style (log-rho AB2)": (dict(), schedules.sd15_karras),
+    "deis_auto, flow (tAB2 v, flow time)": (dict(parameterisation="flow", time_map=FlowTime()),
+                                            schedules.flow_shift),
+    "deis_data (tAB1 data, SD1.5 table)": (dict(variant="tab", degree=1, integrand="data", time_map=schedules.SD15),
+                                           schedules.sd15_karras),
+    "deis_sde (tAB1 data, eta 1, SD1.5 table)": (dict(variant="tab", degree=1, integrand="data", eta=1.0,
+                                                      time_map=schedules.SD15), schedules.sd15_karras),
+    "tAB3, the paper's (SD1.5 table)": (dict(variant="tab", degree=3, time_map=schedules.SD15), schedules.sd15_karras),
+    "tAB3 (VP-linear)": (dict(variant="tab", degree=3, time_map=VPLinearTime()), schedules.sd15_karras),
+    "iPNDM": (dict(variant="ipndm", degree=3), schedules.sd15_karras),
+    "rhoRK (kutta3)": (dict(variant="rhork", tableau="kutta3"), schedules.sd15_karras),
 }
 
 
@@ -58,8 +63,8 @@ def comfy_deis_coefficients():
     return module.get_deis_coeff_list
 
 
-def comfy_sample_deis():
-    """ComfyUI's own ``sample_deis`` sampler function when COMFYUI_PATH is set, else None."""
+def comfy_samplers():
+    """ComfyUI's own ``sample_deis`` and ``sample_euler`` when COMFYUI_PATH is set, else None."""
     if not os.environ.get("COMFYUI_PATH"):
         return None
     import sys
@@ -70,13 +75,13 @@ def comfy_sample_deis():
     comfy_support.import_comfy()
     import comfy.k_diffusion.sampling
 
-    return comfy.k_diffusion.sampling.sample_deis
+    return comfy.k_diffusion.sampling.sample_deis, comfy.k_diffusion.sampling.sample_euler
 
 
 def coefficient_times(steps, repeats):
-    sigmas = schedules.sd15_karras(steps)
     rows = []
-    for name, options in COLD_CONFIGS.items():
+    for name, (options, schedule) in COLD_CONFIGS.items():
+        sigmas = schedule(steps)
         resolved = resolve_options(**options)
         cold = median_time(lambda: compute_plan(host_sigmas(sigmas), resolved), repeats)
         cache = CoefficientCache()
@@ -86,7 +91,7 @@ def coefficient_times(steps, repeats):
         rows.append((name, cold, warm))
     comfy = comfy_deis_coefficients()
     if comfy is not None:
-        tensor_sigmas = torch.tensor(sigmas, dtype=torch.float32)
+        tensor_sigmas = torch.tensor(schedules.sd15_karras(steps), dtype=torch.float32)
         rows.append(("ComfyUI built-in deis (max_order 3)", median_time(lambda: comfy(tensor_sigmas, 3), 5), None))
     return rows
 
@@ -108,15 +113,19 @@ def step_overheads(steps, repeats):
         "plain Euler loop (4 ops/step)": plain_euler,
         "k-diffusion euler": lambda: K.sample_euler(model, x, sigmas, disable=True),
         "k-diffusion lms": lambda: K.sample_lms(model, x, sigmas, disable=True),
+        "deis_auto (log-rho AB2)": lambda: sample_deis(model, x, sigmas, disable=True),
+        "deis_data (tAB1 data)": lambda: sample_deis(model, x, sigmas, disable=True, variant="tab", degree=1,
+                                                     integrand="data", time_map=schedules.SD15),
+        "deis_sde (tAB1 data, eta 1; draws noise)": lambda: sample_deis(
+            model, x, sigmas, disable=True, variant="tab", degree=1, integrand="data", time_map=schedules.SD15,
+            eta=1.0, extra_args={"seed": 0}),
         "deis tAB3": lambda: sample_deis(model, x, sigmas, disable=True, variant="tab", degree=3,
                                          time_map=schedules.SD15),
-        "deis rhoAB3": lambda: sample_deis(model, x, sigmas, disable=True, variant="rhoab", degree=3),
-        "deis iPNDM": lambda: sample_deis(model, x, sigmas, disable=True, variant="ipndm", degree=3),
-        "deis tAB1": lambda: sample_deis(model, x, sigmas, disable=True, variant="tab", degree=1,
-                                         time_map=schedules.SD15),
     }
-    comfy_deis = comfy_sample_deis()
-    if comfy_deis is not None:
+    comfy = comfy_samplers()
+    if comfy is not None:
+        comfy_deis, comfy_euler = comfy
+        samplers["ComfyUI euler"] = lambda: comfy_euler(model, x, sigmas, disable=True)
         samplers["ComfyUI built-in deis"] = lambda: comfy_deis(model, x, sigmas, disable=True)
     for run in samplers.values():  # warm-up, and fills the coefficient cache
         run()
@@ -167,7 +176,9 @@ def peak_memory(steps):
     runs = {
         "k-diffusion euler": lambda: K.sample_euler(model, x, sigmas, disable=True),
         "k-diffusion lms": lambda: K.sample_lms(model, x, sigmas, disable=True),
-        "deis tAB3": lambda: sample_deis(model, x, sigmas, disable=True, time_map=schedules.SD15),
+        "deis_auto (log-rho AB2)": lambda: sample_deis(model, x, sigmas, disable=True),
+        "deis tAB3": lambda: sample_deis(model, x, sigmas, disable=True, variant="tab", degree=3,
+                                         time_map=schedules.SD15),
         "deis rhoRK rk4": lambda: sample_deis(model, x, sigmas, disable=True, variant="rhork", tableau="rk4"),
     }
     peaks = {}
@@ -192,16 +203,19 @@ def main():
     args = parser.parse_args()
 
     torch.set_grad_enabled(False)
-    lines = [f"## Coefficients, {args.steps}-step SD1.5 karras schedule (median of {args.repeats})", "",
+    lines = [f"## Coefficients, {args.steps}-step SD1.5 karras schedule (the flow row: flow shift 3; "
+             f"median of {args.repeats})", "",
              "| configuration | cold | cache hit |", "|---|---:|---:|"]
     for name, cold, warm in coefficient_times(args.steps, args.repeats):
         lines.append(f"| {name} | {cold * 1e3:.3f} ms | {'' if warm is None else f'{warm * 1e6:.1f} us'} |")
 
     denoiser, overhead = step_overheads(args.steps, args.repeats)
-    euler, lms = overhead["k-diffusion euler"], overhead["k-diffusion lms"]
+    lms = overhead["k-diffusion lms"]
+    euler_name = "ComfyUI euler" if "ComfyUI euler" in overhead else "k-diffusion euler"
+    euler = overhead[euler_name]
     lines += ["", f"## Per-step sampler overhead, 1x4x128x128 float32, denoiser `x * 0.9` "
               f"({denoiser * 1e6:.0f} us), {args.steps} steps, median of {args.repeats}", "",
-              "| sampler | overhead per step | / k-diffusion euler | / plain Euler | lms / this |",
+              f"| sampler | overhead per step | / {euler_name} | / plain Euler | lms / this |",
               "|---|---:|---:|---:|---:|"]
     plain = overhead["plain Euler loop (4 ops/step)"]
     for name, value in overhead.items():

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import k_diffusion.sampling as K
 
 from benchmarks import schedules
 from benchmarks.report import publish
-from benchmarks.accuracy import K_ROWS, steps_for
 from benchmarks.digits import load_data, load_denoiser
 from deis import VPLinearTime, sample_deis
 from deis.schedules import time_uniform
@@ -37,15 +37,27 @@ def deis(**options):
     return lambda model, x, sigmas: sample_deis(model, x, sigmas, disable=True, **options)
 
 
+K_ROWS = {
+    "k-diffusion euler": (lambda m, x, s: K.sample_euler(m, x, s, disable=True), 1),
+    "k-diffusion heun": (lambda m, x, s: K.sample_heun(m, x, s, disable=True), 2),
+    "k-diffusion lms": (lambda m, x, s: K.sample_lms(m, x, s, disable=True), 1),
+    "k-diffusion dpmpp_2m": (lambda m, x, s: K.sample_dpmpp_2m(m, x, s, disable=True), 1),
+}
+
+
+def steps_for(nfe, cost):
+    """Steps whose evaluations fit ``nfe`` when every step but the last (into 0) costs ``cost``."""
+    steps = (nfe - 1) // cost + 1
+    return steps if (steps - 1) * cost + 1 == nfe or cost == 1 else None
+
+
 SAMPLERS = {
+    "deis_auto (log-rho AB2)": (deis(), 1),
+    "deis_data (tAB1 data)": (deis(variant="tab", degree=1, integrand="data"), 1),
     "DDIM (DEIS r=0)": (deis(variant="tab", degree=0), 1),
-    "DEIS tAB1": (deis(variant="tab", degree=1), 1),
     "DEIS tAB2": (deis(variant="tab", degree=2), 1),
-    "DEIS tAB3": (deis(variant="tab", degree=3), 1),
+    "DEIS tAB3 (the paper's)": (deis(variant="tab", degree=3), 1),
     "DEIS tAB2 v": (deis(variant="tab", degree=2, integrand="v"), 1),
-    "DEIS tAB3 v": (deis(variant="tab", degree=3, integrand="v"), 1),
-    "DEIS tAB3 v + corrector": (deis(variant="tab", degree=3, integrand="v", corrector=True), 1),
-    "DEIS rhoAB3": (deis(variant="rhoab", degree=3), 1),
     "DEIS log-rho AB3": (deis(variant="logrhoab", degree=3), 1),
     "DEIS iPNDM": (deis(variant="ipndm", degree=3), 1),
     "DEIS rhoRK kutta3": (deis(variant="rhork", tableau="kutta3"), 3),
@@ -54,13 +66,19 @@ SAMPLERS = {
 
 
 def frechet_distance(a, b):
-    from scipy import linalg
+    """The Frechet distance of two samples' Gaussian fits.
 
+    ``tr sqrt(C_a C_b)`` is taken as ``tr sqrt(S C_b S)`` with ``S = C_a^(1/2)``: a symmetric
+    positive semi-definite square root, well defined where a covariance is singular (the digits
+    have pixels that are always blank).
+    """
     a, b = np.asarray(a, dtype=np.float64).reshape(len(a), -1), np.asarray(b, dtype=np.float64).reshape(len(b), -1)
     mu_a, mu_b = a.mean(0), b.mean(0)
     cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    root = linalg.sqrtm(cov_a @ cov_b).real
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * root))
+    values, vectors = np.linalg.eigh(cov_a)
+    root_a = (vectors * np.sqrt(values.clip(min=0))) @ vectors.T
+    cross = np.sqrt(np.linalg.eigvalsh(root_a @ cov_b @ root_a).clip(min=0)).sum()
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * cross)
 
 
 def relative_l2(x, reference):

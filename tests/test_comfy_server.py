@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 import uuid
 
@@ -64,8 +65,12 @@ class Server:
         self.base, self.port, self.process, self.log = base, port, process, log
 
     def get(self, path):
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=30) as response:
-            return json.loads(response.read())
+        return json.loads(self.get_bytes(path))
+
+    def get_bytes(self, path):
+        url = f"http://127.0.0.1:{self.port}{urllib.parse.quote(path)}"
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.read()
 
     def post(self, path, payload):
         request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=json.dumps(payload).encode(),
@@ -225,6 +230,25 @@ def test_the_stochastic_entry_in_a_ksampler_workflow_follows_the_seed(server, ki
             for i, seed in enumerate((3, 3, 4))]
     assert torch.equal(runs[0], runs[1]) and np.isfinite(runs[0].numpy()).all()
     assert float((runs[0] - runs[2]).abs().max()) > 0.1
+
+
+def test_help_pages_and_workflow_templates_are_served(server):
+    """ComfyUI serves WEB_DIRECTORY's docs/<NodeName>.md as node help, and example_workflows/ as templates."""
+    for node in ("SamplerDEIS", "DEISScheduler"):
+        page = server.get_bytes(f"/extensions/comfyui-deis/docs/{node}.md").decode()
+        assert page.startswith("# ") and "| input |" in page
+    templates = server.get("/workflow_templates")
+    assert sorted(templates["comfyui-deis"]) == ["DEIS in KSampler", "DEIS in SamplerCustomAdvanced"]
+    for name in templates["comfyui-deis"]:
+        assert server.get_bytes(f"/api/workflow_templates/comfyui-deis/{name}.jpg")[:3] == b"\xff\xd8\xff"
+        assert json.loads(server.get_bytes(f"/api/workflow_templates/comfyui-deis/{name}.json"))["nodes"]
+
+
+def test_every_node_input_has_a_tooltip(server):
+    info = server.get("/object_info")
+    for node in ("SamplerDEIS", "DEISScheduler"):
+        for name, (kind, *rest) in info[node]["input"]["required"].items():
+            assert rest and rest[0].get("tooltip"), (node, name)
 
 
 def widget_inputs(spec):

@@ -65,8 +65,12 @@ def test_mean_and_std_converge_at_weak_order_one(form, eta, config):
     form at eta = 1 is the slowest: 0.018 at 200 steps, 0.0094 at 400)."""
     steps = [25, 50, 100, 200]
     errors = [moment_error(form, n, eta=eta, **CONFIGS[config]) for n in steps]
-    order = -np.polyfit(np.log(steps), np.log(errors), 1)[0]
-    assert 0.7 < order < 1.6, (errors, order)
+    assert all(a > b for a, b in zip(errors, errors[1:])), errors
+    # The order of the last halving is near 1; from 25 steps on the flow form at eta = 1 is still
+    # pre-asymptotic (pairwise 0.4, 0.7, 0.8 for the recommended configuration).
+    last = math.log2(errors[-2] / errors[-1])
+    assert 0.7 < last < 1.6, (errors, last)
+    assert -np.polyfit(np.log(steps), np.log(errors), 1)[0] > 0.55, errors
     assert errors[-1] < 0.04 * STD, errors
 
 
