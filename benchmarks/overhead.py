@@ -33,8 +33,8 @@ COLD_CONFIGS = {
                                             schedules.flow_shift),
     "deis_data (tAB1 data, SD1.5 table)": (dict(variant="tab", degree=1, integrand="data", time_map=schedules.SD15),
                                            schedules.sd15_karras),
-    "deis_sde (tAB1 data, eta 1, SD1.5 table)": (dict(variant="tab", degree=1, integrand="data", eta=1.0,
-                                                      time_map=schedules.SD15), schedules.sd15_karras),
+    "deis_sde (log-rho AB1 data, eta 1)": (dict(variant="logrhoab", degree=1, integrand="data", eta=1.0),
+                                           schedules.sd15_karras),
     "tAB3, the paper's (SD1.5 table)": (dict(variant="tab", degree=3, time_map=schedules.SD15), schedules.sd15_karras),
     "tAB3 (VP-linear)": (dict(variant="tab", degree=3, time_map=VPLinearTime()), schedules.sd15_karras),
     "iPNDM": (dict(variant="ipndm", degree=3), schedules.sd15_karras),
@@ -64,7 +64,7 @@ def comfy_deis_coefficients():
 
 
 def comfy_samplers():
-    """ComfyUI's own ``sample_deis`` and ``sample_euler`` when COMFYUI_PATH is set, else None."""
+    """ComfyUI's own ``sample_deis``, ``sample_euler`` and ``sample_euler_ancestral`` (COMFYUI_PATH), else None."""
     if not os.environ.get("COMFYUI_PATH"):
         return None
     import sys
@@ -75,7 +75,8 @@ def comfy_samplers():
     comfy_support.import_comfy()
     import comfy.k_diffusion.sampling
 
-    return comfy.k_diffusion.sampling.sample_deis, comfy.k_diffusion.sampling.sample_euler
+    sampling = comfy.k_diffusion.sampling
+    return sampling.sample_deis, sampling.sample_euler, sampling.sample_euler_ancestral
 
 
 def coefficient_times(steps, repeats):
@@ -94,6 +95,18 @@ def coefficient_times(steps, repeats):
         tensor_sigmas = torch.tensor(schedules.sd15_karras(steps), dtype=torch.float32)
         rows.append(("ComfyUI built-in deis (max_order 3)", median_time(lambda: comfy(tensor_sigmas, 3), 5), None))
     return rows
+
+
+class VEDenoiser:
+    """``x * 0.9``, with the ``inner_model.inner_model.model_sampling`` that ComfyUI's euler_ancestral
+    reads to tell a flow model (None: not one)."""
+
+    def __init__(self):
+        self.inner_model = self
+        self.model_sampling = None
+
+    def __call__(self, x, sigma, **kwargs):
+        return x * 0.9
 
 
 def step_overheads(steps, repeats):
@@ -116,16 +129,18 @@ def step_overheads(steps, repeats):
         "deis_auto (log-rho AB2)": lambda: sample_deis(model, x, sigmas, disable=True),
         "deis_data (tAB1 data)": lambda: sample_deis(model, x, sigmas, disable=True, variant="tab", degree=1,
                                                      integrand="data", time_map=schedules.SD15),
-        "deis_sde (tAB1 data, eta 1; draws noise)": lambda: sample_deis(
-            model, x, sigmas, disable=True, variant="tab", degree=1, integrand="data", time_map=schedules.SD15,
-            eta=1.0, extra_args={"seed": 0}),
+        "deis_sde (log-rho AB1 data, eta 1; draws noise)": lambda: sample_deis(
+            model, x, sigmas, disable=True, variant="logrhoab", degree=1, integrand="data", eta=1.0,
+            extra_args={"seed": 0}),
         "deis tAB3": lambda: sample_deis(model, x, sigmas, disable=True, variant="tab", degree=3,
                                          time_map=schedules.SD15),
     }
     comfy = comfy_samplers()
     if comfy is not None:
-        comfy_deis, comfy_euler = comfy
+        comfy_deis, comfy_euler, comfy_ancestral = comfy
         samplers["ComfyUI euler"] = lambda: comfy_euler(model, x, sigmas, disable=True)
+        samplers["ComfyUI euler_ancestral (draws noise)"] = lambda: comfy_ancestral(
+            VEDenoiser(), x, sigmas, disable=True, extra_args={"seed": 0})
         samplers["ComfyUI built-in deis"] = lambda: comfy_deis(model, x, sigmas, disable=True)
     for run in samplers.values():  # warm-up, and fills the coefficient cache
         run()

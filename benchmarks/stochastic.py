@@ -11,6 +11,10 @@ from the same start noise and seed through ``comfy.sample.sample_custom``. Two m
 * FD: the Frechet distance of the samples to the 1,797 real digits in pixel space (64-d);
 * manifold: the mean distance from a sample to its nearest real digit.
 
+``deis_sde`` is log-rho AB1 on the denoised value with the SDE's own kernel, which is the same
+method as ComfyUI's ``dpmpp_2m_sde_heun``; the two differ here in their noise (ComfyUI's draws
+from a Brownian tree) and, on flow models, in the first step (ComfyUI starts just below sigma = 1).
+
 A last table reports, without a target, the standard deviation that each sampler ends with on
 Gaussian data N(0.7, 0.5^2) at 10 and 30 karras steps (exact denoiser, 20,000 samples).
 """
@@ -39,6 +43,7 @@ SAMPLERS = {
     "deis_sde (eta 0.5)": ("deis_sde", {"eta": 0.5}),
     "euler_ancestral": ("euler_ancestral", {}),
     "dpmpp_2m_sde": ("dpmpp_2m_sde", {}),
+    "dpmpp_2m_sde_heun": ("dpmpp_2m_sde_heun", {}),
     "dpmpp_3m_sde": ("dpmpp_3m_sde", {}),
     "er_sde": ("er_sde", {}),
     "sa_solver": ("sa_solver", {}),

@@ -1,6 +1,6 @@
 """Coefficients of the DEIS family: small pure functions over float64 arrays.
 
-Notation (see ../shared/DEIS-NOTES.md): ``rho = sigma / alpha``, ``xh = x / alpha`` and
+Notation (see docs/math.md): ``rho = sigma / alpha``, ``xh = x / alpha`` and
 ``eps_hat = (x - alpha * D) / sigma``, so that ``d xh / d rho = eps_hat`` exactly.
 
 Three integrands. ``"eps"`` is the paper's: integrate ``eps_hat`` in ``rho``. ``"v"`` takes the
@@ -62,15 +62,19 @@ def phi_of_rho(rho):
     return np.arctan(np.asarray(rho, dtype=np.float64))
 
 
-def measure(integrand, rho):
-    """The integration variable at each rho: ``rho`` for eps, ``phi`` for v, ``u = 1 / rho`` for data."""
+def measure(integrand, rho, power=1.0):
+    """The integration variable at each rho: ``rho`` for eps, ``phi`` for v, ``u = rho^-power`` for data.
+
+    ``power`` is 1 for the ODE; a stochastic data step (``1 + eta``) integrates against the
+    SDE's own kernel ``d(rho^-(1 + eta))`` (deis.plan, docs/stochastic.md).
+    """
     if integrand == "eps":
         return np.asarray(rho, dtype=np.float64)
     if integrand == "v":
         return phi_of_rho(rho)
     if integrand == "data":
         with np.errstate(divide="ignore"):
-            return 1.0 / np.asarray(rho, dtype=np.float64)
+            return np.asarray(rho, dtype=np.float64) ** -power
     raise ValueError(f"unknown integrand {integrand!r}; expected one of {', '.join(INTEGRANDS)}")
 
 
@@ -125,7 +129,8 @@ def rho_moments(rho, steps, origin, scale, n_moments, ends):
     return scale[:, None] * (s_end[:, None] ** m - s_start[:, None] ** m) / m
 
 
-def quadrature_moments(v_of_logrho, rho, steps, origin, scale, n_moments, knots=(), integrand="eps", ends=None):
+def quadrature_moments(v_of_logrho, rho, steps, origin, scale, n_moments, knots=(), integrand="eps", ends=None,
+                       power=1.0):
     """``M_im = integral from rho_i to ends_i of ((v(rho) - origin) / scale)^m d mu`` (``ends``: rho_{i+1} by default).
 
     ``mu`` is rho for the eps integrand, ``phi = arctan(rho)`` for v and ``u = 1 / rho`` for data. Integrated in
@@ -145,8 +150,8 @@ def quadrature_moments(v_of_logrho, rho, steps, origin, scale, n_moments, knots=
         def d_mu(log_rho):  # d phi / d l = sin(phi) cos(phi), written to stay finite for large |l|
             return 0.5 / np.cosh(log_rho)
     elif integrand == "data":
-        def d_mu(log_rho):  # d u / d l
-            return -np.exp(-log_rho)
+        def d_mu(log_rho):  # d u / d l for u = rho^-power
+            return -power * np.exp(-power * log_rho)
     else:
         d_mu = np.exp
 
@@ -172,10 +177,10 @@ def quadrature_moments(v_of_logrho, rho, steps, origin, scale, n_moments, knots=
     for k in np.flatnonzero(np.isinf(rho[steps])):
         if integrand == "eps":
             raise ValueError("the eps integrand has no finite integral from rho = inf")
-        if integrand == "data":  # u from 0 (rho = inf) up to u_cut, increasing: a positive integral
+        if integrand == "data":  # w = 1 / rho from 0 (rho = inf) up to w_cut; d u = power w^(power - 1) d w > 0
             u_cut = float(min(1.0 / ends[steps[k]], ANALYTIC_TAIL_RHO))
             u = u_cut * 0.5 * (1.0 + _TAIL_LEGENDRE_X)
-            accumulate(np.full(u.shape, k), -np.log(u), -u_cut * 0.5 * _TAIL_LEGENDRE_W)
+            accumulate(np.full(u.shape, k), -np.log(u), -u_cut * 0.5 * _TAIL_LEGENDRE_W * power * u ** (power - 1))
             hi[k] = -math.log(u_cut)
             continue
         phi_cut = float(phi_of_rho(max(ends[steps[k]], 1.0 / ANALYTIC_TAIL_RHO)))
@@ -217,24 +222,25 @@ def lagrange_from_moments(nodes, moments):
 
 # --------------------------------------------------------------------------- AB family
 
-def ab_coefficients(variant, rho, degrees, time_map=None, integrand="eps", ends=None):
+def ab_coefficients(variant, rho, degrees, time_map=None, integrand="eps", ends=None, power=1.0):
     """``C_ij`` for every step: a list of float64 arrays, ``C[i][j]`` for ``j = 0..r_i``.
 
     ``C_ij`` integrates the Lagrange basis over the step in the integrand's measure (rho for
     eps, phi for v, 1 / rho for data). ``rho`` is the schedule (decreasing, may start at inf and
     end at 0). ``ends``: the rho where each step's integral ends, when that is not the next
     node (a stochastic step integrates to its own ``rho_down`` and adds noise from there).
+    ``power``: the data integrand's measure ``rho^-power`` (see ``measure``).
     Where the variable is singular at rho = 0 (log rho, or the time of a sigma table), the
     step into sigma = 0 interpolates in rho: the integrand is analytic in rho there, while a
     polynomial in ``log rho`` extrapolated to -inf is not a model of it.
     """
-    return _step_integrals(variant, rho, degrees, time_map, integrand, ends)
+    return _step_integrals(variant, rho, degrees, time_map, integrand, ends, power)
 
 
-def _step_integrals(variant, rho, degrees, time_map, integrand, ends=None):
+def _step_integrals(variant, rho, degrees, time_map, integrand, ends=None, power=1.0):
     rho = np.asarray(rho, dtype=np.float64)
     ends = rho[1:] if ends is None else np.asarray(ends, dtype=np.float64)
-    delta = measure(integrand, ends) - measure(integrand, rho[:-1])
+    delta = measure(integrand, ends, power) - measure(integrand, rho[:-1], power)
     coefficients = [np.array([d]) for d in delta]
     if variant == "ipndm":
         return [d * np.array(IPNDM_WEIGHTS[r]) for d, r in zip(delta, degrees)]
@@ -242,13 +248,13 @@ def _step_integrals(variant, rho, degrees, time_map, integrand, ends=None):
     steps = np.flatnonzero(degrees > 0)
     singular_at_zero = variant == "logrhoab" or (variant == "tab" and not time_map.finite_at_zero)
     if singular_at_zero and steps.size and ends[steps[-1]] == 0:
-        _lagrange_steps(coefficients, "rhoab", rho, delta, steps[-1:], degrees, None, integrand, ends)
+        _lagrange_steps(coefficients, "rhoab", rho, delta, steps[-1:], degrees, None, integrand, ends, power)
         steps = steps[:-1]
-    _lagrange_steps(coefficients, variant, rho, delta, steps, degrees, time_map, integrand, ends)
+    _lagrange_steps(coefficients, variant, rho, delta, steps, degrees, time_map, integrand, ends, power)
     return coefficients
 
 
-def _lagrange_steps(coefficients, variant, rho, delta, steps, degrees, time_map, integrand, ends):
+def _lagrange_steps(coefficients, variant, rho, delta, steps, degrees, time_map, integrand, ends, power):
     """Fill ``coefficients[i]`` for ``i`` in ``steps`` (all of degree >= 1) with the variant's Lagrange integrals.
 
     The nodes are the history ``i, i - 1, ..., i - r``.
@@ -270,7 +276,8 @@ def _lagrange_steps(coefficients, variant, rho, delta, steps, degrees, time_map,
     if v_of_logrho is np.exp and integrand == "eps":
         moments = rho_moments(rho, steps, origin, scale, n_moments, ends)
     else:
-        moments = quadrature_moments(v_of_logrho, rho, steps, origin, scale, n_moments, knots, integrand, ends)
+        moments = quadrature_moments(v_of_logrho, rho, steps, origin, scale, n_moments, knots, integrand, ends,
+                                     power)
     moments[:, 0] = delta[steps]  # known exactly
 
     for r in np.unique(degrees[steps]):

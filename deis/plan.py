@@ -166,35 +166,67 @@ def multistep_plan(sigmas, options):
         # no spread (the kept region of an inpainting mask), which no polynomial in v is; the data
         # integrand's measure u = 1 / rho is infinite there.
         degrees[-1] = 0
+    ddim_into_zero = sigmas[-1] == 0 and degrees[-1] == 0
+    if eta and integrand == "data":
+        updates, noise = sde_updates(sigmas, alpha, rho, degrees, variant, time_map, eta)
+    else:
+        updates, noise = ode_updates(sigmas, alpha, rho, degrees, variant, time_map, integrand, eta, param)
+    if ddim_into_zero and integrand != "eps":
+        updates[-1] = Update(0.0, 1.0, (0.0,))  # x = D: degree 0 in phi would not be DDIM, u is infinite
+    if integrand == "eps":
+        slope_x, slope_d = 1.0 / sigmas[:-1], alpha[:-1] / sigmas[:-1]
+    elif integrand == "v":
+        scale = np.hypot(alpha, sigmas)
+        slope_x, slope_d = alpha[:-1] / (sigmas[:-1] * scale[:-1]), scale[:-1] / sigmas[:-1]
+    else:
+        slope_x, slope_d = np.zeros(len(updates)), np.full(len(updates), -1.0)
+    steps = tuple(Step(float(slope_x[i]), float(slope_d[i]), (), updates[i], float(noise[i]))
+                  for i in range(len(updates)))
+    return Plan("multistep", steps, int(degrees.max()) + 1, (), options)
+
+
+def ode_updates(sigmas, alpha, rho, degrees, variant, time_map, integrand, eta, param):
+    """The ODE step of every integrand; with ``eta > 0``, the ancestral split: the ODE down to
+    ``sigma_down``, scaled to ``alpha_{i+1}``, plus fresh noise (deis.parameterisation)."""
     if eta:
-        # Each step integrates to sigma_down, scales to alpha_{i+1} and adds noise (deis.parameterisation).
         sigma_end = np.where(sigmas[1:] > 0, param.ancestral_sigma_down(sigmas[:-1], sigmas[1:], eta), 0.0)
         alpha_end, rho_end = param.alpha(sigma_end), param.rho(sigma_end)
-        gain = alpha[1:] / alpha_end
         noise = alpha[1:] * np.sqrt(np.maximum(rho[1:] ** 2 - rho_end ** 2, 0.0))
         C = ab_coefficients(variant, rho, degrees, time_map, integrand, ends=rho_end)
     else:
-        sigma_end, alpha_end, gain, noise = sigmas[1:], alpha[1:], np.ones(len(degrees)), np.zeros(len(degrees))
+        sigma_end, alpha_end, noise = sigmas[1:], alpha[1:], np.zeros(len(degrees))
         C = ab_coefficients(variant, rho, degrees, time_map, integrand)
-    ddim_into_zero = sigmas[-1] == 0 and degrees[-1] == 0
     if integrand == "eps":
-        slope_x, slope_d = 1.0 / sigmas[:-1], alpha[:-1] / sigmas[:-1]
         updates = [Update(0.0, float(alpha_end[i]), tuple(w.tolist()))
                    for i, w in enumerate(data_form_weights(sigma_end, alpha_end, C))]
     else:
-        if integrand == "v":
-            scale, scale_end = np.hypot(alpha, sigmas), np.hypot(alpha_end, sigma_end)
-            slope_x, slope_d = alpha[:-1] / (sigmas[:-1] * scale[:-1]), scale[:-1] / sigmas[:-1]
-        else:
-            scale, scale_end = sigmas, sigma_end
-            slope_x, slope_d = np.zeros(len(C)), np.full(len(C), -1.0)
-        # Into sigma = 0, x = D: degree 0 in phi would not be DDIM, and u is infinite there.
-        updates = [Update(0.0, 1.0, (0.0,)) if ddim_into_zero and i == len(C) - 1
-                   else scaled_update(scale[i], scale_end[i], c) for i, c in enumerate(C)]
+        scale, scale_end = (np.hypot(alpha, sigmas), np.hypot(alpha_end, sigma_end)) if integrand == "v" else (
+            sigmas, sigma_end)
+        with np.errstate(divide="ignore", invalid="ignore"):  # the step into 0 is replaced by x = D
+            updates = [scaled_update(scale[i], scale_end[i], c) for i, c in enumerate(C)]
     if eta:
-        updates = [rescaled(update, g) for update, g in zip(updates, gain)]
-    steps = tuple(Step(float(slope_x[i]), float(slope_d[i]), (), updates[i], float(noise[i])) for i in range(len(C)))
-    return Plan("multistep", steps, int(degrees.max()) + 1, (), options)
+        updates = [rescaled(update, gain) for update, gain in zip(updates, alpha[1:] / alpha_end)]
+    return updates, noise
+
+
+def sde_updates(sigmas, alpha, rho, degrees, variant, time_map, eta):
+    """The data integrand with ``eta > 0``: the SDE's own exponential integrator (docs/stochastic.md).
+
+    ``xh_{i+1} = (rho_{i+1} / rho_i)^k xh_i + rho_{i+1}^k * integral of D d(rho^-k)`` with
+    ``k = 1 + eta``, plus noise of standard deviation ``sigma_{i+1} sqrt(1 - (rho_{i+1} / rho_i)^(2 eta))``.
+    ``eta`` is DPM-Solver++(2M) SDE's: at degree 1 in log rho this is its Heun form.
+    """
+    power = 1.0 + eta
+    C = ab_coefficients(variant, rho, degrees, time_map, "data", power=power)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(np.isinf(rho[:-1]), 0.0, rho[1:] / rho[:-1])
+        noise = sigmas[1:] * np.sqrt(-np.expm1(2 * eta * np.log(ratio)))
+        # alpha_i rho_i^k = sigma_i rho_i^(k - 1): infinite at the flow start, where x_i drops out.
+        end = alpha[1:] * rho[1:] ** power
+        x_scale = end / (sigmas[:-1] * rho[:-1] ** (power - 1))
+        updates = [Update(float(x_scale[i]), 0.0, tuple((end[i] * c).tolist())) for i, c in enumerate(C)]
+    noise[sigmas[1:] == 0] = 0.0  # the step into 0 is replaced by x = D
+    return updates, noise
 
 
 def scaled_update(scale, scale_end, C):

@@ -58,9 +58,8 @@ def sample_deis(model, x, sigmas, extra_args=None, callback=None, disable=None, 
     """DEIS, the Diffusion Exponential Integrator Sampler (Zhang & Chen, ICLR 2023).
 
     Integrates ``d xh / d rho = eps_hat`` exactly in its linear part, with ``rho = sigma / alpha``.
-    With ``eta > 0`` it samples the reverse SDE instead: each step integrates the same
-    multistep polynomial down to ``sigma_down`` and adds fresh noise up to the next sigma,
-    with exactly the variance that keeps ``x = alpha x0 + sigma eps`` (docs/stochastic.md).
+    With ``eta > 0`` it samples the reverse SDE instead, adding fresh noise each step with
+    exactly the variance that keeps ``x = alpha x0 + sigma eps`` (docs/stochastic.md).
 
     With no options it runs the recommended configuration for the form (``deis.plan.RECOMMENDED``):
     log-rho AB2 on ``eps_hat`` in the VE form, tAB2 on ``v_hat`` in the flow form. The paper's
@@ -86,9 +85,12 @@ def sample_deis(model, x, sigmas, extra_args=None, callback=None, disable=None, 
             linear part of the ODE taken from a unit-variance Gaussian) or ``"data"`` (``D`` in
             ``u = 1 / rho``, DPM-Solver++'s form: steadiest under strong guidance). Default: the
             recommended one without ``variant``, else "eps".
-        eta: noise level from 0 (the probability-flow ODE, default) to 1 (ancestral sampling:
-            at degree 0, k-diffusion's euler_ancestral in the VE form and ComfyUI's
-            euler_ancestral_RF in the flow form).
+        eta: noise level from 0 (the probability-flow ODE, default) to 1. With the data
+            integrand each step integrates the SDE itself exactly in its linear part (eta as in
+            DPM-Solver++(2M) SDE). With eps and v it is the ancestral split: the ODE step down to
+            ``sigma_down``, then fresh noise up to the next sigma (eta as in DDIM; at degree 0
+            k-diffusion's euler_ancestral in the VE form, ComfyUI's euler_ancestral_RF in the flow
+            form). At eta = 1 in the VE form the two agree at degree 0.
         s_noise: scale of the added noise (1 is exact). Used only with eta > 0.
         noise_sampler: ``noise_sampler(sigma, sigma_next)`` returning standard normal noise like
             x; default: seeded from ``extra_args["seed"]`` when there is one.
@@ -136,14 +138,15 @@ def sample_deis(model, x, sigmas, extra_args=None, callback=None, disable=None, 
 
 #: The configurations the UIs list, by the names they show. "deis_auto" (no options) is the
 #: recommended configuration for the model's form; "deis_data" is tAB1 on the denoised value,
-#: the steadiest under strong classifier-free guidance; "deis_sde" is deis_data with eta = 1: the
-#: denoised value is smooth along a noisy path where eps_hat and v_hat are not (the recommended
-#: eps configuration with eta = 1 diverges on the learned digits model at 10 karras steps).
-#: README, "Evidence", says how they were chosen.
+#: the steadiest under strong classifier-free guidance; "deis_sde" is log-rho AB1 on the
+#: denoised value with eta = 1, integrated against the SDE's own kernel (the same method as
+#: ComfyUI's dpmpp_2m_sde_heun). The denoised value is smooth along a noisy path where eps_hat
+#: and v_hat are not: the recommended eps configuration with eta = 1 diverges on the learned
+#: digits model at 10 karras steps. README, "Evidence", says how they were chosen.
 CONFIGURATIONS = {
     "deis_auto": dict(),
     "deis_data": dict(variant="tab", degree=1, integrand="data"),
-    "deis_sde": dict(variant="tab", degree=1, integrand="data", eta=1.0),
+    "deis_sde": dict(variant="logrhoab", degree=1, integrand="data", eta=1.0),
 }
 
 sample_deis_auto = partial(sample_deis, **CONFIGURATIONS["deis_auto"])

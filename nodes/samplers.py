@@ -98,9 +98,10 @@ class SamplerDEIS:
                 "v-prediction, in the angle arctan(sigma/alpha); best on flow models. data: the denoised "
                 "image (DPM-Solver++'s form); steadiest under strong CFG. Ignored by auto and rhork."}),
             "eta": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip":
-                "Noise added back each step: 0 is the deterministic ODE sampler, 1 is ancestral sampling "
-                "(like euler_ancestral, with the DEIS multistep update). Stochastic sampling corrects "
-                "earlier errors and adds detail at 15 to 40 steps. Multistep variants only."}),
+                "Noise added back each step: 0 is the deterministic ODE sampler, 1 the full reverse SDE "
+                "(like euler_ancestral and dpmpp_2m_sde, with the DEIS multistep update). Stochastic "
+                "sampling corrects earlier errors and adds detail at 15 to 40 steps. Use it with the data "
+                "integrand (deis_sde is logrhoab, degree 1, data, eta 1). Multistep variants only."}),
             "s_noise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 2.0, "step": 0.01, "tooltip":
                 "Scale of the added noise when eta > 0; 1 is exact, slightly above 1 can add detail."}),
         }}

@@ -21,7 +21,7 @@ log = logging.getLogger("deis-webui")
 CONFIGURATIONS = (
     ("DEIS auto", "deis_auto", dict()),
     ("DEIS data", "deis_data", dict(variant="tab", degree=1, integrand="data")),
-    ("DEIS SDE", "deis_sde", dict(variant="tab", degree=1, integrand="data", eta=1.0)),
+    ("DEIS SDE", "deis_sde", dict(variant="logrhoab", degree=1, integrand="data", eta=1.0)),
 )
 
 

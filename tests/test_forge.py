@@ -1,8 +1,8 @@
 """The pack in a real Forge WebUI: its samplers listed by the API, and a txt2img that runs one.
 
-Needs FORGE_PATH: a Forge checkout set up as ../shared/FORGE-SETUP.md describes (repositories in
+Needs FORGE_PATH: a Forge checkout set up as docs/development.md describes (repositories in
 place, a venv at FORGE_PATH/venv or FORGE_PYTHON, and REQS_FILE, PIP_CONSTRAINT and
-CLIP_PACKAGE exported as that recipe says). Skips with a message otherwise. The test links this
+CLIP_PACKAGE exported). Skips with a message otherwise. The test links this
 pack into extensions/, builds a random-weight SD1.5 checkpoint if there is none (no download),
 starts Forge twice on 127.0.0.1 on the CPU, and removes the link afterwards.
 """
@@ -21,10 +21,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-LABELS = ["DEIS tAB2 v", "DEIS tAB3 v", "DEIS tAB3", "DEIS tAB2", "DEIS tAB1", "DEIS log-rho AB3", "DEIS rhoAB3",
-          "DEIS iPNDM", "DEIS iPNDM-v", "DEIS rhoRK3"]
-ALIASES = ["deis_tab2_v", "deis_tab3_v", "deis_tab3", "deis_tab2", "deis_tab1", "deis_logrhoab3", "deis_rhoab3",
-           "deis_ipndm", "deis_ipndm_v", "deis_rhork3"]
+LABELS = ["DEIS auto", "DEIS data", "DEIS SDE"]
+ALIASES = ["deis_auto", "deis_data", "deis_sde"]
 CHECKPOINT = "deis-test-random-sd15.safetensors"
 
 
@@ -32,7 +30,7 @@ def forge():
     path = os.environ.get("FORGE_PATH")
     if not path:
         pytest.skip("FORGE_PATH is not set: this test needs a Forge WebUI checkout set up as "
-                    "../shared/FORGE-SETUP.md describes")
+                    "docs/development.md describes")
     path = Path(path)
     if not (path / "launch.py").exists():
         pytest.fail(f"FORGE_PATH={path} is not a Forge checkout (no launch.py)")
@@ -129,19 +127,24 @@ def test_forge_lists_runs_and_restarts_with_the_pack(forge_with_pack):
     assert "DEIS" in by_name and "deis" in by_name["DEIS"]["aliases"]  # Forge's own DEIS is still there
 
     result = server.post("/sdapi/v1/txt2img", {
-        "prompt": "a lighthouse", "steps": 4, "width": 64, "height": 64, "sampler_name": "DEIS tAB3",
+        "prompt": "a lighthouse", "steps": 4, "width": 64, "height": 64, "sampler_name": "DEIS auto",
         "seed": 1, "cfg_scale": 5, "override_settings": {"sd_model_checkpoint": CHECKPOINT.rsplit(".", 1)[0]}})
     assert result["images"] and base64.b64decode(result["images"][0])[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "Sampler: DEIS tAB3" in json.loads(result["info"])["infotexts"][0]
+    assert "Sampler: DEIS auto" in json.loads(result["info"])["infotexts"][0]
+    # the stochastic entry, with the WebUI's eta: the same seed gives the same image
+    sde = [server.post("/sdapi/v1/txt2img", {
+        "prompt": "a lighthouse", "steps": 4, "width": 64, "height": 64, "sampler_name": "DEIS SDE", "seed": 7,
+        "override_settings": {"sd_model_checkpoint": CHECKPOINT.rsplit(".", 1)[0]}})["images"][0] for _ in range(2)]
+    assert sde[0] == sde[1]
 
     # img2img starts below sigma_max; hires fix runs a second, shorter schedule on the upscaled latent
     checkpoint = {"sd_model_checkpoint": CHECKPOINT.rsplit(".", 1)[0]}
     image = server.post("/sdapi/v1/img2img", {
         "init_images": [result["images"][0]], "denoising_strength": 0.5, "prompt": "a lighthouse", "steps": 6,
-        "width": 64, "height": 64, "sampler_name": "DEIS iPNDM", "seed": 2, "override_settings": checkpoint})
-    assert image["images"] and "Sampler: DEIS iPNDM" in json.loads(image["info"])["infotexts"][0]
+        "width": 64, "height": 64, "sampler_name": "DEIS data", "seed": 2, "override_settings": checkpoint})
+    assert image["images"] and "Sampler: DEIS data" in json.loads(image["info"])["infotexts"][0]
     hires = server.post("/sdapi/v1/txt2img", {
-        "prompt": "a lighthouse", "steps": 3, "width": 64, "height": 64, "sampler_name": "DEIS tAB2", "seed": 3,
+        "prompt": "a lighthouse", "steps": 3, "width": 64, "height": 64, "sampler_name": "DEIS data", "seed": 3,
         "enable_hr": True, "hr_scale": 1.5, "hr_upscaler": "Latent", "hr_second_pass_steps": 2,
         "denoising_strength": 0.5, "hr_additional_modules": ["Use same choices"], "override_settings": checkpoint})
     png = base64.b64decode(hires["images"][0])
@@ -156,7 +159,7 @@ def test_forge_lists_runs_and_restarts_with_the_pack(forge_with_pack):
         def long_run():
             start = time.time()
             server.post("/sdapi/v1/txt2img", {"prompt": "a lighthouse", "steps": 60, "width": 64, "height": 64,
-                                              "sampler_name": "DEIS tAB3", "seed": 4, "override_settings": checkpoint})
+                                              "sampler_name": "DEIS auto", "seed": 4, "override_settings": checkpoint})
             timing["seconds"] = time.time() - start
 
         thread = threading.Thread(target=long_run)

@@ -101,15 +101,16 @@ def test_tab_uses_the_time_map_it_is_given():
     sigmas = torch.from_numpy(schedules.sd15_karras(8))
     x = noise(1, 1, 4, 4) * sigmas[0]
     model = MIXTURE.denoiser()
-    table = sample_deis(model, x, sigmas, disable=True, time_map=schedules.SD15)
-    vp = sample_deis(model, x, sigmas, disable=True, time_map=VPLinearTime())
-    default = sample_deis(model, x, sigmas, disable=True)
+    table = sample_deis(model, x, sigmas, disable=True, variant="tab", time_map=schedules.SD15)
+    vp = sample_deis(model, x, sigmas, disable=True, variant="tab", time_map=VPLinearTime())
+    default = sample_deis(model, x, sigmas, disable=True, variant="tab")
     assert torch.equal(vp, default)
     assert not torch.allclose(table, vp, rtol=1e-6, atol=0)
     flow_sigmas = torch.from_numpy(schedules.flow_shift(8))
-    flow_default = sample_deis(MIXTURE.denoiser("flow"), x, flow_sigmas, disable=True, parameterisation="flow")
+    flow_default = sample_deis(MIXTURE.denoiser("flow"), x, flow_sigmas, disable=True, parameterisation="flow",
+                               variant="tab")
     flow_time = sample_deis(MIXTURE.denoiser("flow"), x, flow_sigmas, disable=True, parameterisation="flow",
-                            time_map=FlowTime())
+                            variant="tab", time_map=FlowTime())
     assert torch.equal(flow_default, flow_time)
 
 

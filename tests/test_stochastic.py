@@ -10,7 +10,6 @@ with no Monte Carlo error; a Monte Carlo run of 20,000 samples checks it.
 
 import math
 
-import numpy as np
 import pytest
 import torch
 
@@ -48,29 +47,40 @@ def exact_moments(form, steps, s_noise=1.0, **options):
     return float(out[0]), float(response.pow(2).sum().sqrt())
 
 
+def limit_moments(form, steps):
+    """Mean and std of the law the samplers converge to: every one of them ends with x = D at the
+    schedule's last nonzero sigma, so their limit is the law of the posterior mean there (for the
+    SD1.5 schedule, sigma = 0.029: std 0.49915 rather than the data's 0.5)."""
+    sigma = SCHEDULES[form](steps)[-2]
+    alpha = 1.0 - sigma if form == "flow" else 1.0
+    return MEAN, alpha * STD ** 2 / math.sqrt(alpha ** 2 * STD ** 2 + sigma ** 2)
+
+
 def moment_error(form, steps, **options):
-    mean, std = exact_moments(form, steps, **options)
-    return abs(mean - MEAN) + abs(std - STD)
+    (mean, std), (mean_limit, std_limit) = exact_moments(form, steps, **options), limit_moments(form, steps)
+    return abs(mean - mean_limit) + abs(std - std_limit)
 
 
-CONFIGS = {"degree-0": dict(variant="tab", degree=0), "recommended": dict()}
+#: degree 0 (ancestral Euler), the recommended ODE configuration with the ancestral split, and deis_sde's
+#: data form with the SDE's own kernel.
+CONFIGS = {"degree-0": dict(variant="tab", degree=0), "recommended": dict(),
+           "deis_sde": dict(variant="logrhoab", degree=1, integrand="data")}
 
 
 @pytest.mark.parametrize("form", ["ve", "flow"])
 @pytest.mark.parametrize("eta", [0.5, 1.0])
 @pytest.mark.parametrize("config", CONFIGS, ids=list(CONFIGS))
-def test_mean_and_std_converge_at_weak_order_one(form, eta, config):
-    """Errors of the final mean and std at 25, 50, 100, 200 steps shrink like 1 / steps (the weak order of a
-    step that splits the ODE from the noise), and are below 4 % of the data's std at 200 steps (the flow
-    form at eta = 1 is the slowest: 0.018 at 200 steps, 0.0094 at 400)."""
+def test_mean_and_std_converge_at_weak_order_one_or_more(form, eta, config):
+    """Errors of the final mean and std at 25, 50, 100, 200 steps shrink at least like 1 / steps (the weak
+    order of the ancestral split; the SDE kernel of deis_sde measures order 2 on these linear problems),
+    and are below 4 % of the data's std at 200 steps (the flow form at eta = 1 with the ancestral split
+    is the slowest: 0.018 at 200 steps, 0.0094 at 400)."""
     steps = [25, 50, 100, 200]
     errors = [moment_error(form, n, eta=eta, **CONFIGS[config]) for n in steps]
     assert all(a > b for a, b in zip(errors, errors[1:])), errors
-    # The order of the last halving is near 1; from 25 steps on the flow form at eta = 1 is still
-    # pre-asymptotic (pairwise 0.4, 0.7, 0.8 for the recommended configuration).
-    last = math.log2(errors[-2] / errors[-1])
-    assert 0.7 < last < 1.6, (errors, last)
-    assert -np.polyfit(np.log(steps), np.log(errors), 1)[0] > 0.55, errors
+    # From 25 steps on the flow form is still pre-asymptotic (pairwise orders 0.1, 0.6, 0.8 for the
+    # recommended configuration at eta = 0.5), so the order is read from the last halving.
+    assert math.log2(errors[-2] / errors[-1]) > 0.7, errors
     assert errors[-1] < 0.04 * STD, errors
 
 
@@ -89,14 +99,17 @@ def test_twenty_thousand_samples_have_the_datas_mean_and_std(form, eta):
     """Monte Carlo at 200 steps, within 4 standard errors of the exact moments plus the bias computed above."""
     n, steps = 20000, 200
     sigmas = SCHEDULES[form](steps)
+    options = CONFIGS["deis_sde"]
     mean0, std0 = start_moments(form, sigmas[0])
     generator = torch.Generator().manual_seed(0)
     x = mean0 + std0 * torch.randn(n, 1, dtype=torch.float64, generator=generator)
     out = sample_deis(DATA.denoiser(form), x, torch.from_numpy(sigmas), disable=True, parameterisation=form,
-                      eta=eta, noise_sampler=lambda s, t: torch.randn(n, 1, dtype=torch.float64, generator=generator))
-    bias = moment_error(form, steps, eta=eta)
-    assert abs(float(out.mean()) - MEAN) < 4 * STD / math.sqrt(n) + bias
-    assert abs(float(out.std()) - STD) < 4 * STD / math.sqrt(2 * n) + bias
+                      eta=eta, noise_sampler=lambda s, t: torch.randn(n, 1, dtype=torch.float64, generator=generator),
+                      **options)
+    bias = moment_error(form, steps, eta=eta, **options)
+    mean_limit, std_limit = limit_moments(form, steps)
+    assert abs(float(out.mean()) - mean_limit) < 4 * STD / math.sqrt(n) + bias
+    assert abs(float(out.std()) - std_limit) < 4 * STD / math.sqrt(2 * n) + bias
 
 
 @pytest.mark.parametrize("variant", ["tab", "logrhoab", "rhoab", "ipndm"])
@@ -150,3 +163,30 @@ def test_ancestral_noise_keeps_the_marginal_noise_level(form):
             alpha_next, alpha_down = param.alpha(sigmas[i + 1]), param.alpha(down[i])
             level = (alpha_next / alpha_down * down[i]) ** 2 + step.noise ** 2
             assert level == pytest.approx(sigmas[i + 1] ** 2, rel=1e-12)
+
+
+def test_the_data_form_sde_step_linear_in_log_rho_is_dpm_solver_plus_plus_2m_sde_heun():
+    """Independent oracle, written out: DPM-Solver++(2M) SDE with the Heun correction (Lu et al.; ComfyUI's
+    dpmpp_2m_sde_heun) integrates the SDE's linear part exactly with D linear in lambda = -log sigma."""
+    sigmas = torch.from_numpy(schedules.sd15_karras(10))
+    model = GaussianMixture(means=(-1.0, 1.0), stds=(0.3, 0.4)).denoiser("ve")
+    x0 = torch.randn(2, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(6)) * sigmas[0]
+    draws = [torch.randn(2, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(k)) for k in range(10)]
+    for eta in (1.0, 0.5):
+        x, old, h_last = x0.clone(), None, None
+        for i in range(len(sigmas) - 1):
+            denoised = model(x, sigmas[i].expand(2))
+            if sigmas[i + 1] == 0:
+                x = denoised
+            else:
+                h = math.log(sigmas[i] / sigmas[i + 1])
+                h_eta = h * (1 + eta)
+                x = sigmas[i + 1] / sigmas[i] * math.exp(-h * eta) * x - math.expm1(-h_eta) * denoised
+                if old is not None:
+                    x = x + (-math.expm1(-h_eta) / -h_eta + 1) * (h / h_last) * (denoised - old)
+                x = x + draws[i] * sigmas[i + 1] * math.sqrt(-math.expm1(-2 * h * eta))
+            old, h_last = denoised, h if sigmas[i + 1] > 0 else h_last
+        it = iter(draws)
+        ours = sample_deis(model, x0, sigmas, disable=True, variant="logrhoab", degree=1, integrand="data",
+                           eta=eta, lower_order_final=False, noise_sampler=lambda s, t: next(it))
+        torch.testing.assert_close(ours, x, rtol=1e-12, atol=1e-12)
