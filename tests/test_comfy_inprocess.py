@@ -383,3 +383,20 @@ def test_the_stochastic_entry_with_split_sigmas_and_sampler_custom_advanced_nois
     whole_b = run(comfy.custom.RandomNoise().get_noise(4)[0], guider, sampler, sigmas, latent)[0]["samples"]
     whole_c = run(comfy.custom.RandomNoise().get_noise(5)[0], guider, sampler, sigmas, latent)[0]["samples"]
     assert torch.equal(whole_a, whole_b) and (whole_a - whole_c).abs().max() > 0.1
+
+
+def test_the_stochastic_entry_in_img2img_and_ksampler_advanced(comfy, models):
+    """denoise < 1 starts below sigma_max with fresh noise from the seed; KSamplerAdvanced's start and end
+    steps chain two stochastic segments, each drawing its own noise from its seed."""
+    model = models["eps"]
+    latent = {"samples": torch.full((1, 4, 8, 8), 0.5)}
+    first, again = (ksampler(comfy, model, "deis_sde", "karras", 12, latent=latent, denoise=0.5, seed=s)
+                    for s in (1, 1))
+    other = ksampler(comfy, model, "deis_sde", "karras", 12, latent=latent, denoise=0.5, seed=2)
+    assert torch.equal(first, again) and torch.isfinite(first).all() and (first - other).abs().max() > 0.01
+    advanced, cond = comfy.nodes.KSamplerAdvanced(), comfy_support.empty_conditioning()
+    empty = {"samples": torch.zeros(1, 4, 8, 8)}
+    head = advanced.sample(model, "enable", 3, 20, 1.0, "deis_sde", "karras", cond, cond, empty, 0, 8, "enable")[0]
+    tails = [advanced.sample(model, "disable", seed, 20, 1.0, "deis_sde", "karras", cond, cond, head, 8, 20,
+                             "disable")[0]["samples"] for seed in (3, 4)]
+    assert all(torch.isfinite(t).all() for t in tails) and (tails[0] - tails[1]).abs().max() > 0.01

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from benchmarks import schedules
+from benchmarks.demo import dpmpp_2m_flow
 from benchmarks.digits import FLOW_WEIGHTS, WEIGHTS, FlowDenoiser, load_data, load_denoiser, load_flow_denoiser
 from benchmarks.quality import relative_l2
 from benchmarks.train_digits import train
@@ -123,24 +124,6 @@ def test_the_recommended_flow_configuration_beats_dpmpp_2m_on_the_learned_flow_m
     euler = relative_l2(sample_deis(model, start, sigmas(10), disable=True, parameterisation="flow", degree=0,
                                     variant="tab"), reference)
     # DPM-Solver++(2M) in the flow form, as ComfyUI runs it on flow models (its lambda is log(alpha / sigma)).
-    dpmpp = relative_l2(_dpmpp_2m_flow(model, start, sigmas(10)), reference)
+    dpmpp = relative_l2(dpmpp_2m_flow(model, start, sigmas(10)), reference)
     assert ours < 0.8 * dpmpp and ours < euler / 2, (ours, dpmpp, euler)
 
-
-def _dpmpp_2m_flow(model, x, sigmas):
-    """DPM-Solver++(2M) on ``x = (1 - s) x0 + s eps``, written out as in ComfyUI's sample_dpmpp_2m."""
-    old, s_in = None, x.new_ones([x.shape[0]])
-    lam = lambda s: torch.log((1 - s) / s)  # noqa: E731
-    for i in range(len(sigmas) - 1):
-        denoised = model(x, sigmas[i] * s_in)
-        s, s_next = sigmas[i], sigmas[i + 1]
-        if s_next == 0:
-            x = denoised
-        else:
-            h = lam(s_next) - lam(s)
-            d = denoised if old is None or s == 1 else (
-                (1 + 1 / (2 * (h_last / h))) * denoised - 1 / (2 * (h_last / h)) * old)
-            x = (s_next / s) * x - (1 - s_next) * torch.expm1(-h) * d
-            h_last = h
-        old = denoised
-    return x

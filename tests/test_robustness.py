@@ -11,7 +11,8 @@ from benchmarks.problems import GAUSSIAN, MIXTURE, relative_error
 from deis import CoefficientCache, DiscreteVPTime, VPLinearTime, get_plan, sample_deis
 
 CONFIGS = [
-    dict(), dict(variant="tab", degree=2, integrand="data"), dict(variant="tab", degree=3), dict(variant="rhoab", degree=3), dict(variant="logrhoab", degree=3),
+    dict(), dict(variant="tab", degree=2, integrand="data"), dict(variant="tab", degree=3),
+    dict(variant="rhoab", degree=3), dict(variant="logrhoab", degree=3),
     dict(variant="ipndm", degree=3), dict(variant="ipndm_v", degree=2), dict(variant="rhork", tableau="rk4"),
 ]
 IDS = [f"{c.get('variant', 'recommended')}-{c.get('degree', c.get('tableau'))}-{c.get('integrand', '')}"

@@ -125,11 +125,13 @@ def test_eta_zero_is_the_ode_sampler_bit_for_bit(variant, integrand):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
-def test_flow_start_and_end_are_finite_in_every_dtype(dtype):
+@pytest.mark.parametrize("config", ["deis_sde", "recommended"])
+def test_flow_start_and_end_are_finite_in_every_dtype(dtype, config):
+    """From sigma = 1 (alpha = 0, rho = inf) to sigma = 0, with the SDE kernel and with the ancestral split."""
     sigmas = torch.from_numpy(schedules.flow_shift(10)).float()
     x = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(3)).to(dtype)
-    out = sample_deis_sde(DATA.denoiser("flow"), x, sigmas, disable=True, parameterisation="flow",
-                          extra_args={"seed": 1})
+    out = sample_deis(DATA.denoiser("flow"), x, sigmas, disable=True, parameterisation="flow", eta=1.0,
+                      extra_args={"seed": 1}, **CONFIGS[config])
     assert out.dtype == dtype and torch.isfinite(out).all()
     assert abs(float(out.float().mean()) - MEAN) < 0.2
 
