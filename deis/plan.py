@@ -200,8 +200,10 @@ def ode_updates(sigmas, alpha, rho, degrees, variant, time_map, integrand, eta, 
         updates = [Update(0.0, float(alpha_end[i]), tuple(w.tolist()))
                    for i, w in enumerate(data_form_weights(sigma_end, alpha_end, C))]
     else:
-        scale, scale_end = (np.hypot(alpha, sigmas), np.hypot(alpha_end, sigma_end)) if integrand == "v" else (
-            sigmas, sigma_end)
+        if integrand == "v":
+            scale, scale_end = np.hypot(alpha, sigmas), np.hypot(alpha_end, sigma_end)
+        else:
+            scale, scale_end = sigmas, sigma_end
         with np.errstate(divide="ignore", invalid="ignore"):  # the step into 0 is replaced by x = D
             updates = [scaled_update(scale[i], scale_end[i], c) for i, c in enumerate(C)]
     if eta:
