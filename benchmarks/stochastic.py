@@ -48,6 +48,7 @@ SAMPLERS = {
     "sa_solver": ("sa_solver", {}),
 }
 SAMPLES = 2000
+TOP = 2.0  # the plot's FD axis ends here; larger values are in the table
 
 
 def sampler_object(name, options):
@@ -146,7 +147,11 @@ def plot(results, path):
                     ls="-" if ours else "--", label=label)
         ax.set_xticks(NFES, [str(n) for n in NFES])
         ax.set_yscale("log")
-        ax.set_title(f"{family}, {scheduler}", fontsize=10)
+        off_scale = sorted({label for label in SAMPLERS for n in NFES if results[(family, label, n)][0] > TOP})
+        if off_scale:
+            ax.set_ylim(top=TOP)
+        ax.set_title(f"{family}, {scheduler}" + (f" ({', '.join(off_scale)} above {TOP:g}: see the table)"
+                                                 if off_scale else ""), fontsize=9)
         ax.set_xlabel("NFE")
     axes[0].set_ylabel("Frechet distance to the digits")
     axes[-1].legend(fontsize=7)
