@@ -47,7 +47,8 @@ def free_port():
 
 
 def pack_digest():
-    files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    files = [name for name in listed.split("\0") if name]  # names may hold spaces (the example workflows)
     digest = hashlib.sha256()
     for name in sorted(files):
         digest.update(name.encode() + (REPO / name).read_bytes())
