@@ -16,7 +16,7 @@ from .plan import get_plan
 
 
 def slope(x, denoised, step):
-    """``slope_x * x - slope_d * D``: ``eps_hat = (x - alpha D) / sigma`` or ``v_hat`` (see deis.plan)."""
+    """``slope_x * x - slope_d * D``: ``eps_hat = (x - alpha D) / sigma``, ``v_hat`` or ``D`` (see deis.plan)."""
     return torch.mul(x, step.slope_x).sub_(denoised, alpha=step.slope_d)
 
 
