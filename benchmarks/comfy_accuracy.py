@@ -164,14 +164,15 @@ def geomean(values):
     return math.exp(sum(map(math.log, values)) / len(values)) if values else float("nan")
 
 
-def family_ratios(results, name, family, against="deis"):
-    """Per cell of the family: the error of ``name`` over ``against``'s."""
-    return [results[c + (name,)] / results[c + (against,)] for c in cells([family])
+def family_ratios(results, name, families, against="deis"):
+    """Per cell of the families: the error of ``name`` over ``against``'s."""
+    families = [families] if isinstance(families, str) else families
+    return [results[c + (name,)] / results[c + (against,)] for c in cells(families)
             if c + (name,) in results and c + (against,) in results]
 
 
-def family_stats(results, name, family):
-    ratios = family_ratios(results, name, family)
+def family_stats(results, name, families, against="deis"):
+    ratios = family_ratios(results, name, families, against)
     return geomean(ratios), sum(r < 1 for r in ratios), len(ratios)
 
 
@@ -197,12 +198,12 @@ def best_at_low_nfe(results, pack, families, max_nfe=10):
 
 # --------------------------------------------------------------------------- report
 
-def summary_table(results, names, families):
-    lines = ["| sampler | " + " | ".join(families) + " |", "|---|" + "---:|" * len(families)]
+def summary_table(results, names, families, against="deis"):
+    lines = ["| sampler | " + " | ".join(families) + " | all |", "|---|" + "---:|" * (len(families) + 1)]
     for name in names:
         row = []
-        for f in families:
-            g, wins, total = family_stats(results, name, f)
+        for f in list(families) + [families]:
+            g, wins, total = family_stats(results, name, f, against)
             row.append(f"{g:.2f} ({wins}/{total})")
         lines.append(f"| {name} | " + " | ".join(row) + " |")
     return "\n".join(lines)
@@ -309,6 +310,8 @@ def main():
         "sampler's error at sigma = 0 divided by ComfyUI's built-in `deis`'s, and in brackets the cells "
         "where it is below `deis`'s. Held out of the selection: " + ", ".join(HELD_OUT) + ".", "",
         summary_table(results, names, families), "",
+        "The pack's entries against `dpmpp_2m` (the same measure, over `dpmpp_2m`'s error):", "",
+        summary_table(results, pack, families, against="dpmpp_2m"), "",
         f"Recommended `{RECOMMENDED}`: score (worst tuning family's geomean) "
         f"{score(results, RECOMMENDED, tuning)[0]:.2f} ({score(results, RECOMMENDED, tuning)[2]}). "
         f"At NFE <= 10 the best dropdown entry is at least as good as the best built-in in {wins} of {total} cells.",
