@@ -26,8 +26,7 @@ def model_aware_options(model, options):
     if parameterisation == "auto":
         parameterisation = "ve" if model_sampling is None else parameterisation_of(model_sampling)
     options["parameterisation"] = parameterisation
-    if options.get("variant", "auto") == "auto":
-        options.pop("degree", None), options.pop("integrand", None)
+    if options.get("variant", "auto") == "auto":  # the recommended variant, with its own degree and integrand
         options.update(recommended_options(parameterisation))
     time = options.pop("time", "auto")
     if options["variant"] == "tab" and options.get("time_map") is None:
