@@ -133,7 +133,7 @@ def quadrature_moments(v_of_logrho, rho, steps, origin, scale, n_moments, knots=
                        power=1.0):
     """``M_im = integral from rho_i to ends_i of ((v(rho) - origin) / scale)^m d mu`` (``ends``: rho_{i+1} by default).
 
-    ``mu`` is rho for the eps integrand, ``phi = arctan(rho)`` for v and ``u = 1 / rho`` for data. Integrated in
+    ``mu`` is rho for the eps integrand, ``phi = arctan(rho)`` for v and ``u = rho^-power`` for data. Integrated in
     ``l = log rho`` as ``s(l)^m (d mu / dl) dl`` on Gauss-Legendre panels no wider than
     MAX_PANEL_WIDTH and split at ``knots``. The step into rho = 0 ends below
     ``ANALYTIC_TAIL_RHO`` with Gauss-Legendre in ``mu``, which needs ``v`` analytic in rho there;

@@ -11,8 +11,9 @@ With ``rho = sigma / alpha`` and ``xh = x / alpha`` the probability-flow ODE is 
 
 Everything here works on float64 numpy arrays.
 
-A stochastic step (``eta > 0``) integrates the ODE from ``sigma_i`` down to ``sigma_down`` and
-then adds fresh noise up to ``sigma_{i+1}``. Each form has its own rule for ``sigma_down``
+A stochastic step (``eta > 0``) of the eps and v integrands integrates the ODE from ``sigma_i``
+down to ``sigma_down`` and then adds fresh noise up to ``sigma_{i+1}`` (the data integrand
+integrates the SDE itself instead: deis.plan, docs/stochastic.md). Each form has its own rule for ``sigma_down``
 (``ancestral_sigma_down``), the one its degree-0 sampler uses: k-diffusion's ancestral step
 (DDIM with eta) in the VE form, ComfyUI's rectified-flow ancestral step in the flow form.
 Either way the state at ``sigma_{i+1}`` is ``x = alpha x0 + sigma eps`` with exactly the

@@ -94,7 +94,7 @@ def resolve_options(variant=None, degree=None, tableau=None, parameterisation="v
         raise ValueError(f"unknown DEIS variant {variant!r}; expected one of {', '.join(VARIANTS)}")
     eta = 0.0 if eta is None else eta
     if isinstance(eta, bool) or not isinstance(eta, (int, float, np.floating, np.integer)) or not 0 <= eta <= 1:
-        raise ValueError(f"eta must be a number from 0 (the ODE) to 1 (ancestral sampling); got {eta!r}")
+        raise ValueError(f"eta must be a number from 0 (the ODE) to 1 (the full reverse SDE); got {eta!r}")
     eta = float(eta)
     integrand = "eps" if integrand is None else integrand
     if integrand not in INTEGRANDS:

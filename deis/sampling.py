@@ -17,6 +17,8 @@ from .plan import get_plan
 
 def slope(x, denoised, step):
     """``slope_x * x - slope_d * D``: ``eps_hat = (x - alpha D) / sigma``, ``v_hat`` or ``D`` (see deis.plan)."""
+    if step.slope_x == 0.0 and step.slope_d == -1.0:  # the data integrand: D itself, in the state's dtype
+        return denoised.to(x.dtype)
     return torch.mul(x, step.slope_x).sub_(denoised, alpha=step.slope_d)
 
 
