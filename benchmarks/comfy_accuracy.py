@@ -1,29 +1,17 @@
 """Accuracy inside a real ComfyUI, over several problem families, against every built-in ODE sampler.
 
     COMFYUI_PATH=/path/to/ComfyUI python -m benchmarks.comfy_accuracy [--out benchmarks/results/comfy_accuracy.md]
-    COMFYUI_PATH=... python -m benchmarks.comfy_accuracy --search   # the selection protocol below
+    COMFYUI_PATH=... python -m benchmarks.comfy_accuracy --search   # the selection protocol (benchmarks.selection)
 
 Every run goes through ComfyUI itself: its schedulers (``calculate_sigmas``), its sampler
 objects and ``comfy.sample.sample_custom`` (with its CFG for the guided family), on weightless
 test models (tests/comfy_support.py) whose denoiser is a family's exact posterior mean or a
 learned network (benchmarks/families.py). Models: SD1.5-style discrete EPS ("eps"), flow
 with shift 3 ("flow") and Flux's shift 1.15 ("flux"); the digits models run on the models of
-their own kind. Every sampler starts from the same noise and makes the same number of model
-evaluations (NFE). The measure is the relative error at sigma = 0 against the family's exact
-ODE solution (DOP853, rtol 1e-10).
-
-Selection protocol (written before the search, and followed by ``--search``):
-
-1. A candidate's score is its worst family: the largest, over the tuning families, of the
-   geometric mean over that family's cells of its error divided by ComfyUI's ``deis``'s.
-   Lower is better. Ties (within 2 %) go to the candidate that beats ``deis`` in more cells of
-   its worst family by that count.
-2. ``flow-digits`` (the learned flow-matching model) is held out: it is not looked at while
-   candidates are compared, and is reported separately once the choice is made.
-3. Nothing is chosen because it wins one family: a candidate enters the dropdown only if it is
-   the score's winner, or the best of the candidates in at least two tuning families.
-4. The default may depend on what the pack knows before sampling (VE or flow form), not on
-   the family.
+their own kind. Every scheduler ComfyUI 0.3.64 ships runs, and the pack's
+``deis_time_quadratic``, at 5 to 50 model evaluations (NFE). Every sampler starts from the same
+noise and makes the same number of model evaluations. The measure is the relative error at
+sigma = 0 against the family's exact ODE solution (DOP853, rtol 1e-10).
 """
 
 import argparse
@@ -38,29 +26,32 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import comfy_support  # noqa: E402
 
+from benchmarks import selection  # noqa: E402
 from benchmarks.families import FAMILIES  # noqa: E402
 from benchmarks.problems import relative_error  # noqa: E402
 from benchmarks.report import publish  # noqa: E402
+from benchmarks.selection import GUIDED, HELD_OUT, NFES, SCHEDULERS, cells, geomean  # noqa: E402
 
-NFES = (5, 6, 8, 10, 12, 15, 20)
-SCHEDULERS = ("karras", "exponential", "normal", "sgm_uniform", "simple", "beta", "deis_time_quadratic")
-HELD_OUT = ("flow-digits",)
 MODEL_TITLES = {"eps": "SD1.5-style EPS", "flow": "flow, shift 3", "flux": "flow, Flux shift 1.15"}
 #: ComfyUI's deterministic samplers (the ODE samplers; the others draw noise), and their model
 #: evaluations as a function of steps (the two-stage ones take an Euler step into sigma = 0).
 BUILTINS = ("euler", "heun", "dpm_2", "lms", "dpmpp_2m", "ipndm", "ipndm_v", "deis", "res_multistep",
             "gradient_estimation", "uni_pc", "uni_pc_bh2")
 TWO_STAGE = ("heun", "dpm_2")
-#: Search candidates: SamplerDEIS options. The time of "tab" is the model's own (its sigma
-#: table, or t = sigma for flow models) unless "time" says otherwise.
+#: Search candidates, by name: Sampler DEIS options over the design space of this release (the plan's
+#: interpolation variable, integrand, degree, final step and stability cap). The time of "tab" is the
+#: model's own (its sigma table, or t = sigma for flow models) unless "time" says otherwise.
 CANDIDATES = {
-    f"{variant}{degree}{'' if time == 'auto' else '-' + time}-{integrand}{'' if lof else '-full'}": dict(
-        variant=variant, degree=degree, integrand=integrand, lower_order_final=lof,
-        **({"time": time} if variant == "tab" else {}))
-    for variant, time in (("tab", "auto"), ("tab", "vp_linear"), ("logrhoab", "auto"))
+    f"{label}{degree}-{integrand}" + ("" if lof else "-full") + (f"-f{final}" if lof and final != 1 else "")
+    + ("" if cap is None else f"-a{cap:g}"): dict(
+        variant=variant, degree=degree, integrand=integrand, lower_order_final=lof, max_amplification=cap,
+        **({"final_degree": final} if lof else {}), **({"time": time} if time else {}))
+    for label, variant, time in (("tab", "tab", "auto"), ("tabvp", "tab", "vp_linear"), ("logrhoab", "logrhoab", None))
     for integrand in ("eps", "v", "data")
     for degree in (1, 2, 3)
-    for lof in (True, False)
+    for lof, final in ((True, 1), (True, 2), (False, None))
+    for cap in (None, 1.5)
+    if not (final == 2 and (degree < 2 or integrand != "eps"))  # final_degree is the eps integrand's (deis.plan)
 }
 CACHE = Path(__file__).resolve().parent.parent / "out" / "comfy_accuracy_cache.json"
 
@@ -105,17 +96,23 @@ def run(model, name, scheduler, nfe, noise, latent, guidance=None):
     out = comfy.sample.sample_custom(
         model, noise, cfg, sampler_for(name), sigmas, comfy_support.empty_conditioning(positive=guidance is not None),
         comfy_support.empty_conditioning(), latent, disable_pbar=True, seed=0)
-    if len(calls) != nfe:
-        raise RuntimeError(f"{name} made {len(calls)} model calls for NFE {nfe}")
+    # ComfyUI's ddim_uniform rounds: at some step counts it gives a step more than asked for, to every sampler.
+    expected = (len(sigmas) - 1) * (2 if name in TWO_STAGE else 1) - (name in TWO_STAGE)
+    if len(calls) != expected or (scheduler != "ddim_uniform" and expected != nfe):
+        raise RuntimeError(f"{name} made {len(calls)} model calls for NFE {nfe} on {scheduler}")
     return out, sigmas
 
 
-def cells(families):
-    return [(f, m, s, n) for f in families for m in FAMILIES[f].models for s in SCHEDULERS for n in NFES]
+def starts_at_max(model_sampling, sigmas):
+    """ComfyUI's ``KSAMPLER.max_denoise``: does the sampler's start noise get the full-denoise scaling?"""
+    return math.isclose(float(model_sampling.sigma_max), float(sigmas[0]), rel_tol=1e-5) or (
+        float(sigmas[0]) > float(model_sampling.sigma_max))
 
 
-def measure(names, families, results=None, seed=0, log=print):
-    """{(family, model, scheduler, nfe, name): error at sigma = 0}, adding to ``results``."""
+def measure(names, families, results=None, seed=0, log=print, models=None, nfes=NFES):
+    """{(family, model, scheduler, nfe, name): error at sigma = 0}, adding to ``results``.
+
+    ``models``: only these of each family's models (default: all); ``nfes``: only these NFE."""
     comfy_support.import_pack()
     from benchmarks.families import reference_solution
 
@@ -126,19 +123,29 @@ def measure(names, families, results=None, seed=0, log=print):
         noise = torch.randn(family.shape, generator=torch.Generator().manual_seed(seed))
         references = {}
         for kind in family.models:
+            if models is not None and kind not in models:
+                continue
             form = "ve" if kind == "eps" else "flow"
             model = comfy_support.exact_model(kind, denoiser=family.denoiser(form))
             model_sampling = model.get_model_object("model_sampling")
-            todo = [(s, n, name) for s in SCHEDULERS for n in NFES for name in names
+            todo = [(s, n, name) for s in SCHEDULERS for n in nfes for name in names
                     if (family_name, kind, s, n, name) not in results]
             for scheduler, nfe, name in todo:
-                ran = run(model, name, scheduler, nfe, noise, latent, family.guidance)
+                try:
+                    ran = run(model, name, scheduler, nfe, noise, latent, family.guidance)
+                except ValueError as error:  # a candidate that refuses a schedule counts as a failed cell
+                    if name not in CANDIDATES:
+                        raise
+                    log(f"{name} refused {family_name} {kind} {scheduler} {nfe}: {error}")
+                    results[(family_name, kind, scheduler, nfe, name)] = math.nan
+                    continue
                 if ran is None:
                     continue
                 out, sigmas = ran
                 sigma0 = float(sigmas[0])
                 if sigma0 not in references:
-                    start = model_sampling.noise_scaling(sigmas[0], noise, latent, True).double().numpy()
+                    full = starts_at_max(model_sampling, sigmas)
+                    start = model_sampling.noise_scaling(sigmas[0], noise, latent, full).double().numpy()
                     references[sigma0] = reference_solution(family.reference_denoiser(form), start, sigma0)
                 results[(family_name, kind, scheduler, nfe, name)] = relative_error(out, references[sigma0])
             log(f"{family_name} {kind}: {len(todo)} runs")
@@ -157,55 +164,76 @@ def save_cache(results, path=CACHE):
     path.write_text(json.dumps({"|".join(map(str, k)): v for k, v in results.items()}))
 
 
-# --------------------------------------------------------------------------- scoring
-
-def geomean(values):
-    values = list(values)
-    return math.exp(sum(map(math.log, values)) / len(values)) if values else float("nan")
-
-
-def family_ratios(results, name, families, against="deis"):
-    """Per cell of the families: the error of ``name`` over ``against``'s."""
-    families = [families] if isinstance(families, str) else families
-    return [results[c + (name,)] / results[c + (against,)] for c in cells(families)
-            if c + (name,) in results and c + (against,) in results]
-
-
-def family_stats(results, name, families, against="deis"):
-    ratios = family_ratios(results, name, families, against)
-    return geomean(ratios), sum(r < 1 for r in ratios), len(ratios)
-
-
-def score(results, name, families):
-    """The selection protocol's score: (worst family's geometric mean, cells beating deis there)."""
-    stats = {f: family_stats(results, name, f) for f in families}
-    worst = max(stats, key=lambda f: stats[f][0])
-    return stats[worst][0], -stats[worst][1], worst
-
-
-def best_at_low_nfe(results, pack, families, max_nfe=10):
-    """Cells at NFE <= max_nfe where the best of ``pack`` is at least as good as the best built-in."""
-    wins = total = 0
-    for c in cells(families):
-        if c[3] > max_nfe:
-            continue
-        ours = [results[c + (n,)] for n in pack if c + (n,) in results]
-        theirs = [results[c + (n,)] for n in BUILTINS if c + (n,) in results]
-        total += 1
-        wins += min(ours) <= min(theirs)
-    return wins, total
-
-
 # --------------------------------------------------------------------------- report
 
-def summary_table(results, names, families, against="deis"):
-    lines = ["| sampler | " + " | ".join(families) + " | all |", "|---|" + "---:|" * (len(families) + 1)]
+STEP_RANGES = ((5, 6), (8, 10, 12), (15, 20), (25, 30), (40, 50))
+#: The schedulers and steps the learned-model target looks at: what users run most.
+USUAL_SCHEDULERS, USUAL_NFES = ("normal", "karras", "simple", "beta"), (15, 20, 25, 30)
+
+
+def summary_table(results, names, families, against="deis", form=None):
+    """Per family: the geometric mean of the error ratio to ``against``, and the cells below it."""
+    lines = ["| sampler | " + " | ".join(families) + " | balanced |", "|---|" + "---:|" * (len(families) + 1)]
     for name in names:
         row = []
-        for f in list(families) + [families]:
-            g, wins, total = family_stats(results, name, f, against)
-            row.append(f"{g:.2f} ({wins}/{total})")
+        for family in families:
+            ratios = selection.ratios(results, name, [family], against, form)
+            row.append(f"{geomean(ratios):.2f} ({sum(r < 1 for r in ratios)}/{len(ratios)})" if ratios else "")
+        row.append(f"{selection.balanced(results, name, families, against, form):.2f}")
         lines.append(f"| {name} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def failure_table(results, names, families, form):
+    """Cells failed under the selection protocol's rules (benchmarks.selection), per family."""
+    lines = ["| sampler | " + " | ".join(families) + " | worst vs deis | worst vs euler |",
+             "|---|" + "---:|" * (len(families) + 2)]
+    for name in names:
+        counts = [str(len(selection.failures(results, name, [f], form))) for f in families]
+        worst = [f"{selection.worst_ratio(results, name, families, other, form):.2f}" for other in ("deis", "euler")]
+        lines.append(f"| {name} | " + " | ".join(counts + worst) + " |")
+    return "\n".join(lines)
+
+
+def usual_cells_won(results, name, family, against=("deis", "dpmpp_2m")):
+    """Cells of the usual schedulers and steps where ``name`` is at most every one of ``against``."""
+    cells_ = [c for c in cells([family]) if c[2] in USUAL_SCHEDULERS and c[3] in USUAL_NFES]
+    won = sum(all(results[c + (name,)] <= results[c + (other,)] for other in against) for c in cells_)
+    return won, len(cells_)
+
+
+def pair_error(results, name, scheduler, nfes, families, form):
+    """The family-balanced geometric mean of ``name``'s error on ``scheduler`` at ``nfes``."""
+    per_family = []
+    for family in families:
+        values = [results[c + (name,)] for c in cells([family], form)
+                  if c[2] == scheduler and c[3] in nfes and c + (name,) in results]
+        if values:
+            per_family.append(geomean(values))
+    return geomean(per_family) if per_family else math.inf
+
+
+def best_pair(results, names, families, form, nfes, schedulers=SCHEDULERS):
+    pairs = [(pair_error(results, n, s, nfes, families, form), n, s) for n in names for s in schedulers]
+    return min(p for p in pairs if math.isfinite(p[0]))
+
+
+def pick_table(results, pack, families, guided, form):
+    """For each step range: the pack's best (sampler, scheduler) pair beside the best built-in pair."""
+    lines = ["| steps | pack: best pair | its error | built-in: best pair | its error "
+             "| on `normal`: pack / best built-in |", "|---|---|---:|---|---:|---|"]
+    for title, fams in (("", families), (" with CFG 6", guided)):
+        if not fams:
+            continue
+        for nfes in STEP_RANGES:
+            ours = best_pair(results, pack, fams, form, nfes)
+            theirs = best_pair(results, BUILTINS, fams, form, nfes)
+            normal_ours = best_pair(results, pack, fams, form, nfes, ("normal",))
+            normal_theirs = best_pair(results, BUILTINS, fams, form, nfes, ("normal",))
+            mark = " (built-in better)" if theirs[0] < ours[0] else ""
+            lines.append(f"| {nfes[0]} to {nfes[-1]}{title} | `{ours[1]}` + `{ours[2]}` | {ours[0]:.2e} | "
+                         f"`{theirs[1]}` + `{theirs[2]}`{mark} | {theirs[0]:.2e} | "
+                         f"{normal_ours[0]:.2e} / {normal_theirs[0]:.2e} (`{normal_theirs[1]}`) |")
     return "\n".join(lines)
 
 
@@ -215,12 +243,13 @@ def markdown_cells(results, names, family):
         for scheduler in SCHEDULERS:
             lines += ["", f"#### {family}, {MODEL_TITLES[kind]}, {scheduler}", "",
                       "| sampler | " + " | ".join(f"NFE {n}" for n in NFES) + " |", "|---|" + "---:|" * len(NFES)]
-            best = {n: min((results[(family, kind, scheduler, n, m)] for m in names
-                            if (family, kind, scheduler, n, m) in results), default=None) for n in NFES}
+            values = {(n, m): results.get((family, kind, scheduler, n, m)) for n in NFES for m in names}
+            best = {n: min((v for (k, _), v in values.items() if k == n and v is not None and math.isfinite(v)),
+                           default=None) for n in NFES}
             for name in names:
                 row = []
                 for n in NFES:
-                    value = results.get((family, kind, scheduler, n, name))
+                    value = values[(n, name)]
                     row.append("" if value is None else f"**{value:.2e}**" if value == best[n] else f"{value:.2e}")
                 lines.append(f"| {name} | " + " | ".join(row) + " |")
     return "\n".join(lines)
@@ -242,13 +271,13 @@ def plot(results, names, families, path):
             medians = []
             for n in NFES:
                 values = [results[c + (name,)] for c in cells([family]) if c[3] == n and c + (name,) in results]
-                medians.append(np.median(values) if values else np.nan)
+                medians.append(np.nanmedian(values) if values else np.nan)
             ax.plot(NFES, medians, marker="o", ms=3, lw=2.2 if name.startswith("deis_") else 1.2,
                     ls="-" if name.startswith("deis_") else "--", label=name)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xticks(NFES, [str(n) for n in NFES], fontsize=7)
-        ax.set_title(family, fontsize=9)
+        ax.set_title(family + (" (held out)" if family in HELD_OUT else ""), fontsize=9)
         ax.set_xlabel("NFE", fontsize=8)
     for ax in axes[:, 0]:
         ax.set_ylabel("median error at sigma = 0\n(all models and schedulers)", fontsize=8)
@@ -259,25 +288,36 @@ def plot(results, names, families, path):
     plt.close(fig)
 
 
-def search(results, tuning, candidates):
-    """The protocol's ranking of ``candidates`` over the tuning families (best first)."""
-    ranked = sorted(candidates, key=lambda n: score(results, n, tuning)[:2])
-    lines = ["| candidate | worst family | its geomean vs deis | its cells beating deis | "
-             + " | ".join(tuning) + " |", "|---|---|---:|---:|" + "---:|" * len(tuning)]
-    for name in ranked:
-        g, minus_wins, worst = score(results, name, tuning)
-        per = [f"{family_stats(results, name, f)[0]:.2f}" for f in tuning]
-        lines.append(f"| {name} | {worst} | {g:.2f} | {-minus_wins} | " + " | ".join(per) + " |")
-    return ranked, "\n".join(lines)
+# --------------------------------------------------------------------------- search
+
+def search(results, candidates, tuning, log=print):
+    """The selection protocol (benchmarks.selection): screen every candidate, measure the finalists
+    in full, rank them per form. Returns {form: ranked rows} and the markdown."""
+    text = []
+    ranked = {}
+    for form, models in selection.FORMS.items():
+        families = [f for f in tuning if set(FAMILIES[f].models) & set(models)]
+        for family in families:
+            measure(candidates, [family], results, log=log, models=models, nfes=selection.SCREENING_NFES)
+        screened = selection.rank(results, candidates, families, form)
+        finalists = [row["name"] for row in screened[:selection.FINALISTS]]
+        for family in families:
+            measure(finalists, [family], results, log=log, models=models)
+        ranked[form] = selection.rank(results, finalists, families, form)
+        text += ["", f"### {form}: the finalists on every cell", "",
+                 "| candidate | eligible | failed cells | failed under CFG | score | vs deis | vs dpmpp_2m |",
+                 "|---|---|---:|---:|---:|---:|---:|"]
+        text += [f"| {r['name']} | {'yes' if r['eligible'] else 'no'} | {r['failed']} | {r['guided_failed']} | "
+                 f"{r['score']:.3f} | {r['vs_deis']:.3f} | {r['vs_dpmpp_2m']:.3f} |" for r in ranked[form]]
+    return ranked, "\n".join(text)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--plot", type=Path, default=None)
-    parser.add_argument("--search", action="store_true", help="rank the search candidates (tuning families only)")
+    parser.add_argument("--search", action="store_true", help="run the selection protocol over CANDIDATES")
     parser.add_argument("--families", nargs="*", default=None)
-    parser.add_argument("--candidates", nargs="*", default=None, help="search candidates to run (default: all)")
     parser.add_argument("--cache", type=Path, nargs="*", default=[CACHE],
                         help="result caches: read all, write the first")
     args = parser.parse_args()
@@ -288,39 +328,54 @@ def main():
     results = {}
     for path in args.cache:
         results.update(load_cache(path))
+    families = args.families or list(FAMILIES)
+    tuning = [f for f in families if f not in HELD_OUT]
     if args.search:
-        tuning = args.families or [f for f in FAMILIES if f not in HELD_OUT]
-        candidates = args.candidates or list(CANDIDATES)
-        measure(list(BUILTINS) + candidates, tuning, results)
+        measure(["deis", "euler", "dpmpp_2m"], tuning, results)
+        ranked, table = search(results, list(CANDIDATES), tuning)
         save_cache(results, args.cache[0])
-        ranked, table = search(results, tuning, candidates)
-        publish("## Search over the tuning families (score: worst family's geomean vs deis)\n\n" + table, args.out)
+        publish("## The selection protocol's search (benchmarks/selection.py)\n" + table, args.out)
         return
 
-    families = args.families or list(FAMILIES)
     pack = [name for name, options in KSAMPLER_CONFIGURATIONS.items() if not options.get("eta")]  # ODE entries
     names = pack + list(BUILTINS)
     measure(names, families, results)
     save_cache(results, args.cache[0])
-    tuning = [f for f in families if f not in HELD_OUT]
-    wins, total = best_at_low_nfe(results, pack, families)
-    text = [
-        "## Accuracy in ComfyUI over problem families", "",
-        "Each cell: geometric mean over the family's cells (models x schedulers x NFE 5 to 20) of the "
-        "sampler's error at sigma = 0 divided by ComfyUI's built-in `deis`'s, and in brackets the cells "
-        "where it is below `deis`'s. Held out of the selection: " + ", ".join(HELD_OUT) + ".", "",
-        summary_table(results, names, families), "",
-        "The pack's entries against `dpmpp_2m` (the same measure, over `dpmpp_2m`'s error):", "",
-        summary_table(results, pack, families, against="dpmpp_2m"), "",
-        f"Recommended `{RECOMMENDED}`: score (worst tuning family's geomean) "
-        f"{score(results, RECOMMENDED, tuning)[0]:.2f} ({score(results, RECOMMENDED, tuning)[2]}). "
-        f"At NFE <= 10 the best dropdown entry is at least as good as the best built-in in {wins} of {total} cells.",
-    ]
+    unguided = [f for f in tuning if f not in GUIDED]
+    text = ["## Accuracy in ComfyUI over problem families", "",
+            f"Error at sigma = 0 against the exact ODE solution, on {len(SCHEDULERS)} schedulers at "
+            f"{NFES[0]} to {NFES[-1]} model calls (NFE). Held out of every choice: {', '.join(HELD_OUT)}. "
+            "The rules and the score are benchmarks/selection.py's.", ""]
+    for form, models in selection.FORMS.items():
+        fams = [f for f in families if set(FAMILIES[f].models) & set(models)]
+        tune = [f for f in fams if f in tuning]
+        won = {f: usual_cells_won(results, RECOMMENDED, f) for f in fams
+               if f in ("digits", "flow-digits") and set(FAMILIES[f].models) & set(models)}
+        text += [f"### {form}: the recommended `{RECOMMENDED}`", "",
+                 f"Family-balanced geometric mean of the error ratio over the tuning families: "
+                 f"{selection.balanced(results, RECOMMENDED, tune, 'deis', form):.3f} of `deis`'s and "
+                 f"{selection.balanced(results, RECOMMENDED, tune, 'dpmpp_2m', form):.3f} of `dpmpp_2m`'s "
+                 f"(with the held-out family: {selection.balanced(results, RECOMMENDED, fams, 'deis', form):.3f} and "
+                 f"{selection.balanced(results, RECOMMENDED, fams, 'dpmpp_2m', form):.3f}).", ""]
+        for family, (w, total) in won.items():
+            text.append(f"On `{family}` at {USUAL_NFES[0]} to {USUAL_NFES[-1]} steps on "
+                        f"{', '.join(USUAL_SCHEDULERS)}: at most `deis`'s and `dpmpp_2m`'s error in {w} of {total} "
+                        f"cells.")
+        text += ["", "Failed cells (at 8 NFE or more: above 1.25x `deis`, above 1.05x `euler`, growing by more than "
+                 "10 % from 15 NFE up, or not finite), and the worst ratios:", "",
+                 failure_table(results, names, fams, form), "",
+                 "Geometric mean of the error over `deis`'s (cells below it):", "",
+                 summary_table(results, names, fams, "deis", form), "",
+                 "... and over `dpmpp_2m`'s:", "", summary_table(results, names, fams, "dpmpp_2m", form), "",
+                 "What to pick: the lowest family-balanced geometric mean of the error over the tuning families "
+                 "without CFG, and over the guided family with CFG:", "",
+                 pick_table(results, pack, [f for f in unguided if f in fams], [f for f in fams if f in GUIDED], form),
+                 ""]
     for family in families:
         text += ["", f"### {family}: error at sigma = 0; best in bold", markdown_cells(results, names, family)]
     publish("\n".join(text), args.out)
     if args.plot:
-        plot(results, [RECOMMENDED, "deis_data", "deis", "dpmpp_2m", "euler", "uni_pc_bh2"], families, args.plot)
+        plot(results, [RECOMMENDED, "deis", "dpmpp_2m", "euler", "uni_pc_bh2"], families, args.plot)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
-"""The demo: DEIS beside DDIM/Euler and DPM-Solver++(2M) on the two bundled learned models, at 5, 8 and 10 NFE.
+"""The demo: DEIS beside DDIM/Euler and DPM-Solver++(2M) on the two bundled learned models, at 8, 10 and 12 NFE.
 
     python -m benchmarks.demo [--out out]
 
 Two small learned denoisers trained on scikit-learn's 8x8 digits (benchmarks/weights): an
-SD-style (VE) model, sampled with the exponential schedule on SD1.5's sigma range, and a
-flow-matching model, sampled with the paper's schedule in flow time. Each sampler starts from
-the same 1,000 noises. The table gives the error against the exact solution of the same ODE
+SD-style (VE) model, sampled with the karras schedule on SD1.5's sigma range, and a
+flow-matching model, sampled with the kl_optimal schedule (uniform in arctan sigma): the README's
+picks for 8 to 12 steps. Each sampler starts from the same 1,000 noises. The table gives the error against the exact solution of the same ODE
 (DOP853), and the Frechet distance of the samples to the real digits in pixel space; the
 pictures (out/demo_digits.png, out/demo_flow_digits.png) show the first samples and their
 error maps. No ComfyUI is needed: DEIS runs from its core, DPM-Solver++(2M) as k-diffusion
@@ -23,12 +23,17 @@ from benchmarks.digits import load_data, load_denoiser
 from benchmarks.families import reference_solution
 from benchmarks.pictures import draw, relative_l2
 from benchmarks.quality import frechet_distance
-from deis import FlowTime, sample_deis
-from deis.schedules import log_rho_uniform, time_uniform
+from deis import sample_deis
 
-NFES = (5, 8, 10)
+NFES = (8, 10, 12)
 SD15_SIGMA_RANGE = (0.0292, 14.6146)
 FLOW_SIGMA_MIN = 0.003
+
+
+def kl_optimal(n, sigma_min, sigma_max):
+    """ComfyUI's kl_optimal scheduler: n sigmas uniform in arctan(sigma), then 0."""
+    angles = torch.linspace(float(torch.tensor(sigma_max).atan()), float(torch.tensor(sigma_min).atan()), n)
+    return torch.cat([angles.tan(), torch.zeros(1)])
 
 
 def dpmpp_2m_flow(model, x, sigmas):
@@ -55,22 +60,21 @@ def dpmpp_2m_flow(model, x, sigmas):
 
 SETTINGS = {
     "digits": dict(
-        kind="ve", title="learned SD-style digits model, exponential schedule (SD1.5's sigma range)",
-        schedule=lambda n: torch.from_numpy(log_rho_uniform(n, *SD15_SIGMA_RANGE)).float(),
+        kind="ve", title="learned SD-style digits model, karras schedule (SD1.5's sigma range)",
+        schedule=lambda n: K.get_sigmas_karras(n, *SD15_SIGMA_RANGE),
         samplers={
             "DEIS (deis_auto)": lambda m, x, s: sample_deis(m, x, s, disable=True),
-            "DEIS data": lambda m, x, s: sample_deis(m, x, s, disable=True, variant="tab", degree=1,
-                                                     integrand="data"),
+            "DEIS tAB3 (the paper's)": lambda m, x, s: sample_deis(m, x, s, disable=True, variant="tab", degree=3),
             "DDIM / Euler": lambda m, x, s: K.sample_euler(m, x, s, disable=True),
             "DPM-Solver++(2M)": lambda m, x, s: K.sample_dpmpp_2m(m, x, s, disable=True),
         }),
     "flow-digits": dict(
-        kind="flow", title="learned flow-matching digits model, DEIS time schedule (flow time, shift 1)",
-        schedule=lambda n: torch.from_numpy(time_uniform(n, FLOW_SIGMA_MIN, 1.0, FlowTime(), "flow")).float(),
+        kind="flow", title="learned flow-matching digits model, kl_optimal schedule (shift 1)",
+        schedule=lambda n: kl_optimal(n, FLOW_SIGMA_MIN, 1.0),
         samplers={
             "DEIS (deis_auto)": lambda m, x, s: sample_deis(m, x, s, disable=True, parameterisation="flow"),
-            "DEIS data": lambda m, x, s: sample_deis(m, x, s, disable=True, parameterisation="flow", variant="tab",
-                                                     degree=1, integrand="data"),
+            "DEIS tAB3 (the paper's)": lambda m, x, s: sample_deis(m, x, s, disable=True, parameterisation="flow",
+                                                                   variant="tab", degree=3),
             "DDIM / Euler": lambda m, x, s: sample_deis(m, x, s, disable=True, parameterisation="flow", variant="tab",
                                                         degree=0),
             "DPM-Solver++(2M)": lambda m, x, s: dpmpp_2m_flow(m, x, s),
@@ -106,7 +110,7 @@ def main():
                 cells += [f"{relative_l2(out, exact):.3f}", f"{frechet_distance(out, data):.3f}"]
             print(f"| {name} | {label} | " + " | ".join(cells) + " |")
         path = args.out / f"demo_{name.replace('-', '_')}.png"
-        draw(setting["title"], exact.reshape(len(exact), 64).double().numpy(), rows, path)
+        draw(setting["title"], exact.reshape(len(exact), 64).double().numpy(), rows, path, nfes=NFES)
         print(f"| {name} | exact ODE solution | FD {frechet_distance(exact, data):.3f} (the model's own floor) |")
     print(f"\nwrote {args.out / 'demo_digits.png'} and {args.out / 'demo_flow_digits.png'} "
           f"in {time.perf_counter() - started:.0f} s")

@@ -22,6 +22,10 @@ The families:
   ``D = D_uncond + 6 (D_cond - D_uncond)``.
 - ``digits``: the learned EDM-style denoiser on scikit-learn's digits (benchmarks.digits).
 - ``flow-digits``: the learned flow-matching denoiser on the same digits.
+- ``spectral``: held out of every choice. A mixture in 256 dimensions whose coordinates vary on
+  scales that fall as a power law (coordinate j on the scale j^-1/2, from 1 to 0.06), between
+  the components as within them, as an image's frequencies do: each coordinate resolves at its
+  own noise level, over two decades of sigma at once.
 """
 
 import math
@@ -38,11 +42,16 @@ SIGMA_END = 1e-6
 class JointMixture:
     """A mixture of isotropic Gaussians ``N(m_k, s_k^2 I)`` in ``dim`` dimensions."""
 
-    def __init__(self, dim, components, spread, seed, conditional=None):
+    def __init__(self, dim, components, spread, seed, conditional=None, spectrum=None):
         generator = np.random.default_rng(seed)
         # Means on a scale that gives the data about unit variance per coordinate.
         self.means = generator.normal(size=(components, dim)) * math.sqrt(max(1.0 - spread ** 2, 0.1))
-        self.stds = spread * generator.uniform(0.5, 1.5, size=components)
+        self.stds = spread * generator.uniform(0.5, 1.5, size=components)[:, None] * np.ones((1, dim))
+        if spectrum is not None:
+            # An image-like power spectrum: coordinate j (from 1) varies on the scale j^(-spectrum / 2),
+            # between the components as within them, so each resolves at its own noise level.
+            scale = np.arange(1, dim + 1, dtype=np.float64) ** (-spectrum / 2)
+            self.means, self.stds = self.means * scale, self.stds * scale
         self.log_weights = np.log(np.full(components, 1.0 / components))
         self.dim = dim
         #: The components a conditional model is trained on (None: unconditional only).
@@ -52,15 +61,14 @@ class JointMixture:
         """E[x0 | x] for x of shape (batch, dim) and per-row alpha, sigma (float64 torch)."""
         keep = slice(None) if components is None else components
         m = torch.as_tensor(self.means[keep], dtype=x.dtype)
-        s2 = torch.as_tensor(self.stds[keep] ** 2, dtype=x.dtype)
+        s2 = torch.as_tensor(self.stds[keep] ** 2, dtype=x.dtype)  # (K, dim)
         log_pi = torch.as_tensor(self.log_weights[keep], dtype=x.dtype)
-        alpha, sigma = alpha[:, None], sigma[:, None]
-        var = alpha ** 2 * s2 + sigma ** 2  # (batch, K)
-        distance = ((x[:, None, :] - alpha[..., None] * m) ** 2).sum(-1)  # (batch, K)
-        log_w = log_pi - 0.5 * distance / var - 0.5 * self.dim * torch.log(var)
+        alpha, sigma = alpha[:, None, None], sigma[:, None, None]
+        var = alpha ** 2 * s2 + sigma ** 2  # (batch, K, dim)
+        offset = x[:, None, :] - alpha * m  # (batch, K, dim)
+        log_w = log_pi - 0.5 * (offset ** 2 / var + torch.log(var)).sum(-1)
         w = torch.softmax(log_w, dim=-1)
-        gain = alpha * s2 / var  # (batch, K)
-        means = m + gain[..., None] * (x[:, None, :] - alpha[..., None] * m)
+        means = m + alpha * s2 / var * offset
         return (w[..., None] * means).sum(1)
 
     def denoiser(self, form, guidance=None):
@@ -153,6 +161,7 @@ def _coordinate(form):
 JOINT_16 = JointMixture(dim=16, components=3, spread=0.1, seed=16)
 JOINT_64 = JointMixture(dim=64, components=8, spread=0.05, seed=64, conditional=(0, 1, 2))
 JOINT_256 = JointMixture(dim=256, components=16, spread=0.2, seed=256)
+SPECTRAL = JointMixture(dim=256, components=6, spread=0.3, seed=1024, spectrum=1.0)
 GUIDANCE_SCALE = 6.0
 
 MIXTURE_MODELS = ("eps", "flow", "flux")
@@ -165,4 +174,5 @@ FAMILIES = {f.name: f for f in (
            reference_denoiser=lambda form: JOINT_64.guided_denoiser(form, GUIDANCE_SCALE)),
     Family("digits", (16, 4, 4, 4), ("eps",), lambda form: learned("ve")),
     Family("flow-digits", (16, 4, 4, 4), ("flow", "flux"), lambda form: learned("flow")),
+    Family("spectral", (8, 4, 8, 8), MIXTURE_MODELS, SPECTRAL.denoiser),
 )}

@@ -19,12 +19,12 @@ import torch
 from benchmarks import schedules
 from deis import sample_deis
 
-#: The dropdown entries (deis_auto in both forms, deis_data, deis_sde), the paper's tAB3 and rhoRK.
+#: The dropdown entries (deis_auto in both forms, deis_sde), the paper's tAB3 and rhoRK.
 CONFIGS = {
     "deis_auto, SD-style": dict(),
     "deis_auto, flow form": dict(parameterisation="flow"),
-    "deis_data": dict(variant="tab", degree=1, integrand="data", time_map=schedules.SD15),
-    "deis_sde": dict(variant="logrhoab", degree=1, integrand="data", eta=1.0, extra_args={"seed": 0}),
+    "deis_sde": dict(variant="tab", degree=1, integrand="data", eta=1.0, time_map=schedules.SD15,
+                     extra_args={"seed": 0}),
     "tAB3 (SD1.5 table)": dict(variant="tab", degree=3, time_map=schedules.SD15),
     "rhoRK rk4": dict(variant="rhork", tableau="rk4"),
 }

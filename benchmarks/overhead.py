@@ -23,18 +23,15 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from benchmarks import schedules
 from benchmarks.report import publish
-from deis import CoefficientCache, FlowTime, VPLinearTime, get_plan, sample_deis
+from deis import CoefficientCache, VPLinearTime, get_plan, sample_deis
 from deis.plan import compute_plan, host_sigmas, resolve_options
 
-#: name: (options, schedule). The dropdown entries first: deis_auto in each form, deis_data, deis_sde.
+#: name: (options, schedule). The dropdown entries first: deis_auto in each form, deis_sde.
 COLD_CONFIGS = {
-    "deis_auto, SD-style (log-rho AB2)": (dict(), schedules.sd15_karras),
-    "deis_auto, flow (tAB2 v, flow time)": (dict(parameterisation="flow", time_map=FlowTime()),
-                                            schedules.flow_shift),
-    "deis_data (tAB1 data, SD1.5 table)": (dict(variant="tab", degree=1, integrand="data", time_map=schedules.SD15),
-                                           schedules.sd15_karras),
-    "deis_sde (log-rho AB1 data, eta 1)": (dict(variant="logrhoab", degree=1, integrand="data", eta=1.0),
-                                           schedules.sd15_karras),
+    "deis_auto, SD-style (tAB2 eps, VP time)": (dict(), schedules.sd15_karras),
+    "deis_auto, flow (tAB2 v, flow time, capped)": (dict(parameterisation="flow"), schedules.flow_shift),
+    "deis_sde (tAB1 data, SD1.5 table, eta 1)": (dict(variant="tab", degree=1, integrand="data", eta=1.0,
+                                                      time_map=schedules.SD15), schedules.sd15_karras),
     "tAB3, the paper's (SD1.5 table)": (dict(variant="tab", degree=3, time_map=schedules.SD15), schedules.sd15_karras),
     "tAB3 (VP-linear)": (dict(variant="tab", degree=3, time_map=VPLinearTime()), schedules.sd15_karras),
     "iPNDM": (dict(variant="ipndm", degree=3), schedules.sd15_karras),
@@ -126,12 +123,10 @@ def step_overheads(steps, repeats):
         "plain Euler loop (4 ops/step)": plain_euler,
         "k-diffusion euler": lambda: K.sample_euler(model, x, sigmas, disable=True),
         "k-diffusion lms": lambda: K.sample_lms(model, x, sigmas, disable=True),
-        "deis_auto (log-rho AB2)": lambda: sample_deis(model, x, sigmas, disable=True),
-        "deis_data (tAB1 data)": lambda: sample_deis(model, x, sigmas, disable=True, variant="tab", degree=1,
-                                                     integrand="data", time_map=schedules.SD15),
-        "deis_sde (log-rho AB1 data, eta 1; draws noise)": lambda: sample_deis(
-            model, x, sigmas, disable=True, variant="logrhoab", degree=1, integrand="data", eta=1.0,
-            extra_args={"seed": 0}),
+        "deis_auto (tAB2 eps, VP time)": lambda: sample_deis(model, x, sigmas, disable=True),
+        "deis_sde (tAB1 data, eta 1; draws noise)": lambda: sample_deis(
+            model, x, sigmas, disable=True, variant="tab", degree=1, integrand="data", eta=1.0,
+            time_map=schedules.SD15, extra_args={"seed": 0}),
         "deis tAB3": lambda: sample_deis(model, x, sigmas, disable=True, variant="tab", degree=3,
                                          time_map=schedules.SD15),
     }
@@ -191,7 +186,7 @@ def peak_memory(steps):
     runs = {
         "k-diffusion euler": lambda: K.sample_euler(model, x, sigmas, disable=True),
         "k-diffusion lms": lambda: K.sample_lms(model, x, sigmas, disable=True),
-        "deis_auto (log-rho AB2)": lambda: sample_deis(model, x, sigmas, disable=True),
+        "deis_auto (tAB2 eps, VP time)": lambda: sample_deis(model, x, sigmas, disable=True),
         "deis tAB3": lambda: sample_deis(model, x, sigmas, disable=True, variant="tab", degree=3,
                                          time_map=schedules.SD15),
         "deis rhoRK rk4": lambda: sample_deis(model, x, sigmas, disable=True, variant="rhork", tableau="rk4"),

@@ -3,13 +3,13 @@
     COMFYUI_PATH=/path/to/ComfyUI python -m benchmarks.pictures [--out benchmarks/results]
 
 Every sampler runs inside ComfyUI (``comfy.sample.sample_custom``) from the same start noise, at
-5, 8 and 10 model evaluations: the pack's default ``deis_auto``, ComfyUI's ``deis``, ``euler`` and
-``dpmpp_2m``. The learned digits model runs as an SD1.5-style model with the exponential
-scheduler, the learned flow-matching model as a flow model (shift 3) with deis_time_quadratic:
-each with the scheduler the README recommends for the default, the same for every sampler. The
-top row is the exact solution of the same ODE (DOP853); under each strip of samples is its
-error map, |sample - exact|. Writes comparison_digits.png and comparison_flow_digits.png, and
-the example workflows' thumbnails.
+8, 10 and 12 steps: the pack's ``deis_auto``, ComfyUI's ``deis``, ``dpmpp_2m``, ``ipndm_v`` and
+``euler``. Each model runs with the scheduler the README's table gives ``deis_auto`` for 8 to 12
+steps, the same for every sampler: the learned digits model as an SD1.5-style model with karras,
+the learned flow-matching model as a flow model (shift 3) with kl_optimal. The top row is the
+exact solution of the same ODE (DOP853); under each strip of samples is its error map,
+|sample - exact|. Writes comparison_digits.png and comparison_flow_digits.png, and the example
+workflows' thumbnails: what each workflow's sampler, scheduler and steps make on the digits model.
 """
 
 import argparse
@@ -21,13 +21,19 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-NFES = (5, 8, 10)
+NFES = (8, 10, 12)
 SHOW = 6  # samples shown per cell
 BATCH = 64  # samples per cell behind the error number
-SETTINGS = {"digits": ("eps", "exponential"), "flow-digits": ("flow", "deis_time_quadratic")}
-SAMPLERS = ("deis_auto", "deis", "euler", "dpmpp_2m")
+SETTINGS = {"digits": ("eps", "karras"), "flow-digits": ("flow", "kl_optimal")}
+SAMPLERS = ("deis_auto", "deis", "dpmpp_2m", "ipndm_v", "euler")
 ERROR_SCALE = 0.5  # the colour scale's top (errors above it show as its colour); pixels run from -1 to 1
-THUMBNAILS = {"DEIS in KSampler.jpg": "digits", "DEIS in SamplerCustomAdvanced.jpg": "flow-digits"}
+#: The example workflows' settings (KSampler: deis_auto with exponential; SamplerCustomAdvanced: Sampler DEIS
+#: on auto with DEIS Scheduler's log_rho_uniform, the same schedule on SD-style models), 20 steps.
+THUMBNAILS = {
+    "DEIS in KSampler.jpg": ("deis_auto", "exponential", 20, ["KSampler", "deis_auto + exponential", "20 steps"]),
+    "DEIS in SamplerCustomAdvanced.jpg": ("deis_auto", "exponential", 20,
+                                          ["Sampler DEIS (auto)", "+ DEIS Scheduler", "log_rho_uniform, 20 steps"]),
+}
 
 
 def strip(batch, error=None):
@@ -82,12 +88,22 @@ def draw(title, reference, rows, path, nfes=NFES):
     plt.close(fig)
 
 
-def thumbnail(picture, path, width=400):
-    from PIL import Image
+def thumbnail(samples, lines, path, size=400):
+    """A square card: 9 of the samples large, and the workflow's settings in type legible at 256 px."""
+    from PIL import Image, ImageDraw, ImageFont
 
-    image = Image.open(picture).convert("RGB")
-    image.thumbnail((width, width))
-    image.save(path, "JPEG", quality=85)
+    card = Image.new("RGB", (size, size), (24, 24, 28))
+    cell = 84
+    for k, img in enumerate(samples[:9]):
+        grey = ((1 - (np.asarray(img).reshape(8, 8).clip(-1, 1) + 1) / 2) * 255).astype(np.uint8)
+        tile = Image.fromarray(grey, "L").resize((cell - 6, cell - 6), Image.NEAREST).convert("RGB")
+        card.paste(tile, (size - 3 * cell - 12 + (k % 3) * cell, 14 + (k // 3) * cell))
+    draw = ImageDraw.Draw(card)
+    font = ImageFont.load_default(size=30)
+    for i, line in enumerate(lines):
+        draw.text((16, size - 40 * (len(lines) - i) - 12), line, fill=(240, 240, 240), font=font)
+    draw.text((16, 22), "DEIS", fill=(250, 200, 90), font=ImageFont.load_default(size=40))
+    card.save(path, "JPEG", quality=90)
 
 
 @torch.no_grad()
@@ -120,14 +136,17 @@ def main():
                     reference = reference_solution(denoiser, start, float(sigmas[0])).reshape(BATCH, 64)
                 rows[name][nfe] = out.double().numpy().reshape(BATCH, 64)
         title = (f"learned {'digits model as an SD1.5-style model' if kind == 'eps' else 'flow-matching digits model'}"
-                 f", {scheduler} scheduler, same noise for every sampler")
+                 f", {scheduler} scheduler (the README's pick for 8 to 12 steps), same noise for every sampler")
         path = args.out / f"comparison_{family.replace('-', '_')}.png"
         draw(title, reference, rows, path)
         pictures[family] = path
         print(f"wrote {path}")
     folder = Path(__file__).resolve().parent.parent / "example_workflows"
-    for name, family in THUMBNAILS.items():
-        thumbnail(pictures[family], folder / name)
+    model = comfy_support.exact_model("eps", denoiser=FAMILIES["digits"].denoiser("ve"))
+    noise = torch.randn((BATCH, 4, 4, 4), generator=torch.Generator().manual_seed(0))
+    for name, (sampler, scheduler, steps, lines) in THUMBNAILS.items():
+        out, _ = run(model, sampler, scheduler, steps, noise, torch.zeros_like(noise))
+        thumbnail(out.double().numpy().reshape(BATCH, 64), lines, folder / name)
         print(f"wrote {folder / name}")
 
 

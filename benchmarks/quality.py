@@ -52,8 +52,7 @@ def steps_for(nfe, cost):
 
 
 SAMPLERS = {
-    "deis_auto (log-rho AB2)": (deis(), 1),
-    "deis_data (tAB1 data)": (deis(variant="tab", degree=1, integrand="data"), 1),
+    "deis_auto (tAB2 eps, VP time)": (deis(), 1),
     "DDIM (DEIS r=0)": (deis(variant="tab", degree=0), 1),
     "DEIS tAB2": (deis(variant="tab", degree=2), 1),
     "DEIS tAB3 (the paper's)": (deis(variant="tab", degree=3), 1),

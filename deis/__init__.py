@@ -4,20 +4,20 @@
     x = sample_deis(denoiser, noise * sigmas[0], sigmas)  # the recommended configuration (VE form)
     x = sample_deis(denoiser, noise, sigmas, parameterisation="flow")  # ... for a flow model
     x = sample_deis(denoiser, noise * sigmas[0], sigmas, variant="tab", degree=3)  # the paper's tAB3
-    x = sample_deis(denoiser, noise * sigmas[0], sigmas, eta=1.0)  # stochastic (ancestral) DEIS
+    x = sample_deis(denoiser, noise * sigmas[0], sigmas, eta=1.0)  # stochastic: deis_sde
 """
 
 from .cache import CoefficientCache, default_cache
 from .coefficients import INTEGRANDS, TABLEAUS
 from .parameterisation import get_parameterisation
-from .plan import RECOMMENDED, VARIANTS, get_plan, recommended_options
-from .sampling import (CONFIGURATIONS, default_noise_sampler, sample_deis, sample_deis_auto, sample_deis_data,
-                       sample_deis_sde)
+from .plan import RECOMMENDED, RECOMMENDED_STOCHASTIC, VARIANTS, get_plan, recommended_options
+from .sampling import CONFIGURATIONS, default_noise_sampler, sample_deis, sample_deis_auto, sample_deis_sde
 from .timemaps import DiscreteVPTime, FlowTime, TimeMap, VPLinearTime, default_time_map
 
 __all__ = [
-    "CONFIGURATIONS", "INTEGRANDS", "RECOMMENDED", "TABLEAUS", "VARIANTS", "CoefficientCache", "DiscreteVPTime",
+    "CONFIGURATIONS", "INTEGRANDS", "RECOMMENDED", "RECOMMENDED_STOCHASTIC", "TABLEAUS", "VARIANTS",
+    "CoefficientCache", "DiscreteVPTime",
     "FlowTime", "TimeMap", "VPLinearTime", "default_cache", "default_noise_sampler", "default_time_map",
     "get_parameterisation", "get_plan", "recommended_options", "sample_deis", "sample_deis_auto",
-    "sample_deis_data", "sample_deis_sde",
+    "sample_deis_sde",
 ]

@@ -93,27 +93,45 @@ def interpolation_nodes(variant, rho, time_map=None):
     raise ValueError(f"unknown multistep variant {variant!r}")
 
 
-def step_degrees(v, degree, ends_at_zero, lower_order_final=True):
+#: A polynomial step into sigma = 0 starts at most here, in rho = sigma / alpha; from higher it is DDIM.
+#: Latents are scaled to about unit variance, so a last step from above rho = 1/2 crosses the noise
+#: levels where the data is resolved, and nothing fitted above them models the slope below (ComfyUI's
+#: linear_quadratic schedule ends with such a step, from rho 1 to 6).
+FINAL_STEP_MAX_RHO = 0.5
+#: A schedule with fewer steps than this is coarse (the threshold diffusers uses for lower_order_final).
+FEW_STEPS = 15
+
+
+def step_degrees(v, degree, rho, lower_order_final=True, final_degree=1):
     """Polynomial degree of each step: warm start, unusable nodes and the final steps.
 
-    ``v`` holds the interpolation variable at every sigma of the schedule. Early steps
-    use the history they have. A node where ``v`` is infinite (``rho = inf`` at the flow
-    start, for every variable but a flow time) cannot enter a polynomial, so it is left
-    out of the history. With ``lower_order_final`` the step into sigma = 0 is at most
-    degree 1 (a cubic extrapolated across the schedule's widest relative step is no model of
-    the slope there), and with fewer than 15 steps it is degree 0 and the one before it at
-    most degree 1, as in diffusers.
+    ``v`` holds the interpolation variable at every sigma of the schedule, ``rho`` the
+    noise-to-signal ratio. Early steps use the history they have. A node where ``v`` is infinite
+    (``rho = inf`` at the flow start, for every variable but a flow time) cannot enter a
+    polynomial, so it is left out of the history. With ``lower_order_final`` the step into
+    sigma = 0 is taken in rho at degree ``final_degree`` at most, and is DDIM where it starts above
+    ``FINAL_STEP_MAX_RHO``; with fewer than ``FEW_STEPS`` steps the step before it is at most
+    degree 1, as in diffusers.
     """
     n_steps = len(v) - 1
     first_usable = 0 if np.isfinite(v[0]) else 1
     degrees = np.minimum(degree, np.maximum(np.arange(n_steps) - first_usable, 0))
-    if lower_order_final and ends_at_zero:
-        degrees[-1] = min(degrees[-1], 1)
-        if n_steps < 15:
-            degrees[-1] = 0
-            if n_steps >= 2:
-                degrees[-2] = min(degrees[-2], 1)
+    if lower_order_final and rho[-1] == 0:
+        usable_in_rho = int(np.isfinite(rho[:-1]).sum()) - 1
+        degrees[-1] = min(degree, final_degree, usable_in_rho) if rho[-2] <= FINAL_STEP_MAX_RHO else 0
+        if 2 <= n_steps < FEW_STEPS:
+            degrees[-2] = min(degrees[-2], 1)
     return degrees
+
+
+#: The absolute sum of the constant-step Adams-Bashforth weights of each degree over their sum: how much a
+#: multistep formula of that degree amplifies an error in its history when its steps are even.
+AB_AMPLIFICATION = tuple(float(np.abs(w).sum()) for w in IPNDM_WEIGHTS)
+
+
+def amplification(c):
+    """``sum_j |C_j| / |sum_j C_j|`` of one step's coefficients: 1 at degree 0, 2 for constant-step AB2."""
+    return float(np.abs(c).sum() / abs(c.sum()))
 
 
 # --------------------------------------------------------------------------- moments
@@ -222,7 +240,25 @@ def lagrange_from_moments(nodes, moments):
 
 # --------------------------------------------------------------------------- AB family
 
-def ab_coefficients(variant, rho, degrees, time_map=None, integrand="eps", ends=None, power=1.0):
+def stable_degrees(variant, rho, degrees, time_map=None, integrand="eps", bound=1.5, final_in_rho=False):
+    """Lower each step's degree until its coefficients amplify an error in the history at most ``bound``
+    times as much as the constant-step Adams-Bashforth formula of that degree (``AB_AMPLIFICATION``).
+
+    Uneven steps in the interpolation variable make the extrapolating polynomial's weights grow with
+    the ratio of neighbouring step sizes (variable-step AB2's are ``1 + w / 2`` and ``-w / 2`` for
+    ``w = h_i / h_(i-1)``), and with them what an error in the history costs.
+    """
+    degrees = np.array(degrees, copy=True)
+    while True:
+        C = ab_coefficients(variant, rho, degrees, time_map, integrand, final_in_rho=final_in_rho)
+        over = [i for i, c in enumerate(C)
+                if degrees[i] > 0 and amplification(c) > bound * AB_AMPLIFICATION[degrees[i]]]
+        if not over:
+            return degrees
+        degrees[over] -= 1
+
+
+def ab_coefficients(variant, rho, degrees, time_map=None, integrand="eps", ends=None, power=1.0, final_in_rho=False):
     """``C_ij`` for every step: a list of float64 arrays, ``C[i][j]`` for ``j = 0..r_i``.
 
     ``C_ij`` integrates the Lagrange basis over the step in the integrand's measure (rho for
@@ -230,14 +266,15 @@ def ab_coefficients(variant, rho, degrees, time_map=None, integrand="eps", ends=
     end at 0). ``ends``: the rho where each step's integral ends, when that is not the next
     node (a stochastic step integrates to its own ``rho_down`` and adds noise from there).
     ``power``: the data integrand's measure ``rho^-power`` (see ``measure``).
-    Where the variable is singular at rho = 0 (log rho, or the time of a sigma table), the
-    step into sigma = 0 interpolates in rho: the integrand is analytic in rho there, while a
-    polynomial in ``log rho`` extrapolated to -inf is not a model of it.
+    Where the variable is singular at rho = 0 (log rho, or the time of a sigma table), or with
+    ``final_in_rho``, the step into sigma = 0 interpolates in rho: the integrand is analytic in
+    rho there, while a polynomial in ``log rho`` extrapolated to -inf is not a model of it, nor
+    one in a VP time, which goes like rho^2 near 0.
     """
-    return _step_integrals(variant, rho, degrees, time_map, integrand, ends, power)
+    return _step_integrals(variant, rho, degrees, time_map, integrand, ends, power, final_in_rho)
 
 
-def _step_integrals(variant, rho, degrees, time_map, integrand, ends=None, power=1.0):
+def _step_integrals(variant, rho, degrees, time_map, integrand, ends=None, power=1.0, final_in_rho=False):
     rho = np.asarray(rho, dtype=np.float64)
     ends = rho[1:] if ends is None else np.asarray(ends, dtype=np.float64)
     delta = measure(integrand, ends, power) - measure(integrand, rho[:-1], power)
@@ -246,7 +283,7 @@ def _step_integrals(variant, rho, degrees, time_map, integrand, ends=None, power
         return [d * np.array(IPNDM_WEIGHTS[r]) for d, r in zip(delta, degrees)]
 
     steps = np.flatnonzero(degrees > 0)
-    singular_at_zero = variant == "logrhoab" or (variant == "tab" and not time_map.finite_at_zero)
+    singular_at_zero = final_in_rho or variant == "logrhoab" or (variant == "tab" and not time_map.finite_at_zero)
     if singular_at_zero and steps.size and ends[steps[-1]] == 0:
         _lagrange_steps(coefficients, "rhoab", rho, delta, steps[-1:], degrees, None, integrand, ends, power)
         steps = steps[:-1]

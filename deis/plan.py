@@ -26,9 +26,9 @@ import numpy as np
 
 from .cache import default_cache
 from .coefficients import (INTEGRANDS, MAX_DEGREE, TABLEAUS, ab_coefficients, data_form_weights,
-                           interpolation_nodes, step_degrees)
+                           interpolation_nodes, stable_degrees, step_degrees)
 from .parameterisation import get_parameterisation
-from .timemaps import TimeMap, default_time_map
+from .timemaps import FlowTime, TimeMap, VPLinearTime, default_time_map
 
 MULTISTEP_VARIANTS = ("tab", "rhoab", "logrhoab", "ipndm", "ipndm_v")
 VARIANTS = MULTISTEP_VARIANTS + ("rhork",)
@@ -64,32 +64,48 @@ def host_sigmas(sigmas):
 
 
 #: The recommended configuration for each form, chosen by the selection protocol of
-#: benchmarks/comfy_accuracy.py over six problem families (README, "Evidence"): log-rho AB2 on
-#: eps_hat for the VE form, tAB2 on v_hat in the model's time for the flow form.
+#: benchmarks/selection.py over seven problem families (README, "Evidence"). VE form: tAB2 on eps_hat
+#: in the paper's VP time (the method of ComfyUI's deis, with exact coefficients), its step into
+#: sigma = 0 a degree-1 step in rho. Flow form: tAB2 on v_hat in flow time, each step's degree capped
+#: where uneven steps would make its weights amplify history errors 1.5 times more than even ones.
 RECOMMENDED = {
-    "ve": dict(variant="logrhoab", degree=2, integrand="eps"),
-    "flow": dict(variant="tab", degree=2, integrand="v"),
+    "ve": dict(variant="tab", degree=2, integrand="eps", time_map=VPLinearTime()),
+    "flow": dict(variant="tab", degree=2, integrand="v", time_map=FlowTime(), lower_order_final=False,
+                 max_amplification=1.5),
 }
 
 
-def recommended_options(parameterisation):
-    """The recommended ``variant``, ``degree`` and ``integrand`` for ``"ve"`` or ``"flow"``."""
+#: The recommended configuration with eta > 0, in either form: tAB1 on the denoised value, which is smooth
+#: along a noisy path where eps_hat and v_hat are not, in the model's own time (benchmarks/stochastic.py).
+RECOMMENDED_STOCHASTIC = dict(variant="tab", degree=1, integrand="data")
+
+
+def recommended_options(parameterisation, stochastic=False):
+    """The recommended configuration for ``"ve"`` or ``"flow"``: ``variant``, ``degree``, ``integrand``,
+    ``time_map`` and the final-step and stability options where they differ from the defaults; with
+    ``stochastic``, the one for eta > 0 (tAB's time is then the default, or the model's where known)."""
+    if stochastic:
+        return dict(RECOMMENDED_STOCHASTIC)
     return dict(RECOMMENDED[get_parameterisation(parameterisation).name])
 
 
 def resolve_options(variant=None, degree=None, tableau=None, parameterisation="ve", time_map=None,
-                    lower_order_final=None, integrand=None, eta=None):
+                    lower_order_final=None, integrand=None, eta=None, final_degree=None, max_amplification=None):
     """Check the options and fill in defaults. Returns a dict of the resolved options.
 
-    With no ``variant`` the form's recommended configuration fills ``variant``, ``degree`` and
-    ``integrand`` (where not given); with a ``variant`` the paper's defaults do (degree 3, eps).
+    With no ``variant`` the form's recommended configuration fills every option not given; with a
+    ``variant`` the paper's defaults do (degree 3, eps).
     """
     param = get_parameterisation(parameterisation)
     if variant is None:
-        recommended = recommended_options(param)
-        variant = recommended["variant"]
-        degree = recommended["degree"] if degree is None else degree
-        integrand = recommended["integrand"] if integrand is None else integrand
+        given = dict(degree=degree, integrand=integrand, time_map=time_map, lower_order_final=lower_order_final,
+                     max_amplification=max_amplification)
+        recommended = {**recommended_options(param, stochastic=bool(eta)),
+                       **{k: v for k, v in given.items() if v is not None}}
+        recommended.setdefault("time_map", None)
+        variant, degree, integrand, time_map = (recommended[k] for k in ("variant", "degree", "integrand", "time_map"))
+        lower_order_final = recommended.get("lower_order_final")
+        max_amplification = recommended.get("max_amplification")
     if variant not in VARIANTS:
         raise ValueError(f"unknown DEIS variant {variant!r}; expected one of {', '.join(VARIANTS)}")
     eta = 0.0 if eta is None else eta
@@ -111,6 +127,8 @@ def resolve_options(variant=None, degree=None, tableau=None, parameterisation="v
                              "rhoRK always ends with a DDIM step into sigma = 0")
         if eta:
             raise ValueError("eta applies to the multistep variants; rhoRK integrates the ODE only")
+        if final_degree is not None or max_amplification is not None:
+            raise ValueError("final_degree and max_amplification apply to the multistep variants, not rhoRK")
         tableau = DEFAULT_TABLEAU if tableau is None else tableau
         if tableau not in TABLEAUS:
             raise ValueError(f"unknown Runge-Kutta tableau {tableau!r}; expected one of {', '.join(TABLEAUS)}")
@@ -129,15 +147,31 @@ def resolve_options(variant=None, degree=None, tableau=None, parameterisation="v
     elif time_map is not None:
         raise ValueError(f"time_map applies only to tAB, not {variant!r}")
     lower_order_final = True if lower_order_final is None else bool(lower_order_final)
+    if final_degree is None:
+        final_degree = 1
+    elif not lower_order_final:
+        raise ValueError("final_degree applies with lower_order_final; without it the step into sigma = 0 "
+                         "takes the full degree")
+    if isinstance(final_degree, bool) or not isinstance(final_degree, (int, np.integer)) or not (
+            0 <= final_degree <= MAX_DEGREE):
+        raise ValueError(f"final_degree must be an integer from 0 to {MAX_DEGREE}; got {final_degree!r}")
+    if max_amplification is not None:
+        if isinstance(max_amplification, bool) or not isinstance(max_amplification, (int, float, np.floating)) or (
+                not max_amplification >= 1):
+            raise ValueError(f"max_amplification must be a number of at least 1 (1 allows only even steps' "
+                             f"weights); got {max_amplification!r}")
+        max_amplification = float(max_amplification)
     return dict(variant=variant, degree=int(degree), parameterisation=param, time_map=time_map,
-                lower_order_final=lower_order_final, integrand=integrand, eta=eta)
+                lower_order_final=lower_order_final, integrand=integrand, eta=eta, final_degree=int(final_degree),
+                max_amplification=max_amplification)
 
 
 def cache_key(sigmas, options):
     time_map = options.get("time_map")
     return (options["variant"], options.get("degree"), options.get("tableau"), options["parameterisation"].name,
             None if time_map is None else time_map.key, options.get("lower_order_final"),
-            options.get("integrand"), options.get("eta"), sigmas.tobytes())
+            options.get("integrand"), options.get("eta"), options.get("final_degree"), options.get("max_amplification"),
+            sigmas.tobytes())
 
 
 def get_plan(sigmas, cache=None, **options):
@@ -160,17 +194,22 @@ def multistep_plan(sigmas, options):
     time_map, eta = options["time_map"], options["eta"]
     rho, alpha = param.rho(sigmas), param.alpha(sigmas)
     v = interpolation_nodes(variant, rho, time_map)
-    degrees = step_degrees(v, options["degree"], sigmas[-1] == 0, options["lower_order_final"])
+    lower_order_final = options["lower_order_final"]
+    degrees = step_degrees(v, options["degree"], rho, lower_order_final, options["final_degree"])
     if integrand != "eps" and sigmas[-1] == 0:
         # The v and data integrands step into sigma = 0 with DDIM, x = D: exact where the data has
         # no spread (the kept region of an inpainting mask), which no polynomial in v is; the data
         # integrand's measure u = 1 / rho is infinite there.
         degrees[-1] = 0
+    if options["max_amplification"]:
+        degrees = stable_degrees(variant, rho, degrees, time_map, integrand, options["max_amplification"],
+                                 final_in_rho=lower_order_final)
     ddim_into_zero = sigmas[-1] == 0 and degrees[-1] == 0
     if eta and integrand == "data":
         updates, noise = sde_updates(sigmas, alpha, rho, degrees, variant, time_map, eta)
     else:
-        updates, noise = ode_updates(sigmas, alpha, rho, degrees, variant, time_map, integrand, eta, param)
+        updates, noise = ode_updates(sigmas, alpha, rho, degrees, variant, time_map, integrand, eta, param,
+                                     final_in_rho=lower_order_final)
     if ddim_into_zero and integrand != "eps":
         updates[-1] = Update(0.0, 1.0, (0.0,))  # x = D: degree 0 in phi would not be DDIM, u is infinite
     if integrand == "eps":
@@ -185,17 +224,17 @@ def multistep_plan(sigmas, options):
     return Plan("multistep", steps, int(degrees.max()) + 1, (), options)
 
 
-def ode_updates(sigmas, alpha, rho, degrees, variant, time_map, integrand, eta, param):
+def ode_updates(sigmas, alpha, rho, degrees, variant, time_map, integrand, eta, param, final_in_rho=False):
     """The ODE step of every integrand; with ``eta > 0``, the ancestral split: the ODE down to
     ``sigma_down``, scaled to ``alpha_{i+1}``, plus fresh noise (deis.parameterisation)."""
     if eta:
         sigma_end = np.where(sigmas[1:] > 0, param.ancestral_sigma_down(sigmas[:-1], sigmas[1:], eta), 0.0)
         alpha_end, rho_end = param.alpha(sigma_end), param.rho(sigma_end)
         noise = alpha[1:] * np.sqrt(np.maximum(rho[1:] ** 2 - rho_end ** 2, 0.0))
-        C = ab_coefficients(variant, rho, degrees, time_map, integrand, ends=rho_end)
+        C = ab_coefficients(variant, rho, degrees, time_map, integrand, ends=rho_end, final_in_rho=final_in_rho)
     else:
         sigma_end, alpha_end, noise = sigmas[1:], alpha[1:], np.zeros(len(degrees))
-        C = ab_coefficients(variant, rho, degrees, time_map, integrand)
+        C = ab_coefficients(variant, rho, degrees, time_map, integrand, final_in_rho=final_in_rho)
     if integrand == "eps":
         updates = [Update(0.0, float(alpha_end[i]), tuple(w.tolist()))
                    for i, w in enumerate(data_form_weights(sigma_end, alpha_end, C))]

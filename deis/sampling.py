@@ -56,16 +56,17 @@ def apply_update(x, denoised, update, slopes):
 @torch.no_grad()
 def sample_deis(model, x, sigmas, extra_args=None, callback=None, disable=None, variant=None, degree=None,
                 tableau=None, parameterisation="ve", time_map=None, lower_order_final=None, integrand=None,
-                eta=None, s_noise=1.0, noise_sampler=None, cache=None):
+                eta=None, s_noise=1.0, noise_sampler=None, cache=None, final_degree=None, max_amplification=None):
     """DEIS, the Diffusion Exponential Integrator Sampler (Zhang & Chen, ICLR 2023).
 
     Integrates ``d xh / d rho = eps_hat`` exactly in its linear part, with ``rho = sigma / alpha``.
     With ``eta > 0`` it samples the reverse SDE instead, adding fresh noise each step with
     exactly the variance that keeps ``x = alpha x0 + sigma eps`` (docs/stochastic.md).
 
-    With no options it runs the recommended configuration for the form (``deis.plan.RECOMMENDED``):
-    log-rho AB2 on ``eps_hat`` in the VE form, tAB2 on ``v_hat`` in the flow form. The paper's
-    own best is ``variant="tab", degree=3`` (tAB3).
+    With no ``variant`` it runs the recommended configuration for the form (``deis.plan.RECOMMENDED``):
+    tAB2 on ``eps_hat`` in the paper's VP time in the VE form, tAB2 on ``v_hat`` in flow time with
+    its degree capped on uneven steps in the flow form. The paper's own best is
+    ``variant="tab", degree=3`` (tAB3).
 
     Options:
         variant: ``"tab"`` (tAB: polynomial in the model's time; the paper's best),
@@ -80,8 +81,15 @@ def sample_deis(model, x, sigmas, extra_args=None, callback=None, disable=None, 
         parameterisation: ``"ve"`` (alpha = 1) or ``"flow"`` (alpha = 1 - sigma, sigma <= 1).
         time_map: a ``deis.timemaps.TimeMap`` giving tAB the model's time. Default: flow
             time for the flow form, the paper's VP-linear time (beta 0.1 to 20) otherwise.
-        lower_order_final: the step into sigma = 0 is at most degree 1; with fewer than 15
-            steps it is degree 0 and the one before it at most degree 1. Default True.
+        lower_order_final: the step into sigma = 0 is a polynomial step in rho of degree at most
+            ``final_degree``, or DDIM where it starts above rho = 0.5; with fewer than 15 steps the
+            step before it is at most degree 1. Default True (the flow form's recommended: False).
+        final_degree: the degree of that step into sigma = 0 (eps integrand; the v and data
+            integrands step into 0 with DDIM). Default 1.
+        max_amplification: lower each step's degree until the absolute sum of its weights is at
+            most this many times that of the even-step Adams-Bashforth formula of its degree
+            (uneven steps make the weights, and what they do to an error, grow). Default: no cap
+            (the flow form's recommended: 1.5).
         integrand: what the polynomial interpolates. ``"eps"`` (the paper's: ``eps_hat`` in
             rho), ``"v"`` (``v_hat = cos(phi) eps_hat - sin(phi) D`` in ``phi = arctan(rho)``: the
             linear part of the ODE taken from a unit-variance Gaussian) or ``"data"`` (``D`` in
@@ -100,7 +108,7 @@ def sample_deis(model, x, sigmas, extra_args=None, callback=None, disable=None, 
     """
     plan = get_plan(sigmas, cache=cache, variant=variant, degree=degree, tableau=tableau,
                     parameterisation=parameterisation, time_map=time_map, lower_order_final=lower_order_final,
-                    integrand=integrand, eta=eta)
+                    integrand=integrand, eta=eta, final_degree=final_degree, max_amplification=max_amplification)
     if not torch.is_floating_point(x):
         raise ValueError(f"x must be a floating-point tensor; got {x.dtype}")
     if not isinstance(s_noise, (int, float)) or not math.isfinite(s_noise) or s_noise < 0:
@@ -138,19 +146,14 @@ def sample_deis(model, x, sigmas, extra_args=None, callback=None, disable=None, 
     return x.to(latent_dtype)
 
 
-#: The configurations the UIs list, by the names they show. "deis_auto" (no options) is the
-#: recommended configuration for the model's form; "deis_data" is tAB1 on the denoised value,
-#: the steadiest under strong classifier-free guidance; "deis_sde" is log-rho AB1 on the
-#: denoised value with eta = 1, integrated against the SDE's own kernel (the same method as
-#: ComfyUI's dpmpp_2m_sde_heun). The denoised value is smooth along a noisy path where eps_hat
-#: and v_hat are not: the recommended eps configuration with eta = 1 diverges on the learned
-#: digits model at 10 karras steps. README, "Evidence", says how they were chosen.
+#: The configurations the UIs list, by the names they show: the recommended configuration for the
+#: model's form (deis.plan.RECOMMENDED), and with eta = 1 the recommended stochastic one
+#: (deis.plan.RECOMMENDED_STOCHASTIC: tAB1 on the denoised value, in the model's own time, integrated
+#: against the reverse SDE's own kernel). README, "Evidence", says how they were chosen.
 CONFIGURATIONS = {
     "deis_auto": dict(),
-    "deis_data": dict(variant="tab", degree=1, integrand="data"),
-    "deis_sde": dict(variant="logrhoab", degree=1, integrand="data", eta=1.0),
+    "deis_sde": dict(eta=1.0),
 }
 
 sample_deis_auto = partial(sample_deis, **CONFIGURATIONS["deis_auto"])
-sample_deis_data = partial(sample_deis, **CONFIGURATIONS["deis_data"])
 sample_deis_sde = partial(sample_deis, **CONFIGURATIONS["deis_sde"])

@@ -28,11 +28,14 @@ def model_sampling_of(model):
         return None
 
 
-def parameterisation_of(model_sampling):
-    """``"flow"`` for CONST models, ``"ve"`` for the EPS family and (with one warning) anything else."""
+def parameterisation_of(model_sampling, strict=False):
+    """``"flow"`` for CONST models, ``"ve"`` for the EPS family and (with one warning) anything else;
+    with ``strict``, None for a model_sampling class the pack does not know."""
     names = {cls.__name__ for cls in type(model_sampling).__mro__}
     if names & FLOW_CLASSES:
         return "flow"
+    if strict and not names & VE_CLASSES:
+        return None
     if not names & VE_CLASSES:
         name = type(model_sampling).__name__
         if name not in _warned:

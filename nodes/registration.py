@@ -5,11 +5,31 @@ import logging
 log = logging.getLogger("comfyui-deis")
 
 
+#: The pack's names follow this built-in in the dropdowns, so that users find them beside it.
+NEIGHBOUR = "deis"
+
+
+def insert_after_neighbour(names, name, ours):
+    """Put ``name`` after ``NEIGHBOUR`` and the pack's names (``ours``) already there, or at the end without it.
+
+    ComfyUI stores a sampler by name in workflows, never by position, so the place is free to choose.
+    """
+    if name in names:
+        return
+    if NEIGHBOUR not in names:
+        names.append(name)
+        return
+    position = names.index(NEIGHBOUR) + 1
+    while position < len(names) and names[position] in ours:
+        position += 1
+    names.insert(position, name)
+
+
 def register_samplers(functions):
     """Add each ``name: function`` as ``sample_<name>`` and to every list of sampler names ComfyUI reads.
 
-    Names go after the built-ins. A name whose ``sample_<name>`` exists and is not this pack's is
-    left alone. Returns (added, skipped) lists of names.
+    Names go right after ComfyUI's own ``deis``, in order. A name whose ``sample_<name>`` exists and is
+    not this pack's is left alone. Returns (added, skipped) lists of names.
     """
     import comfy.k_diffusion.sampling as k_sampling
     import comfy.samplers as samplers
@@ -28,8 +48,7 @@ def register_samplers(functions):
             continue
         setattr(k_sampling, f"sample_{name}", function)
         for names in name_lists:
-            if name not in names:
-                names.append(name)
+            insert_after_neighbour(names, name, functions)
         added.append(name)
     return added, skipped
 

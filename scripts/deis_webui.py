@@ -17,11 +17,10 @@ CORE_MODULE = "deis_sampler_pack_core"
 
 log = logging.getLogger("deis-webui")
 
-#: label in the WebUI, alias (the ComfyUI name), core options. The same three as ComfyUI's dropdown.
+#: label in the WebUI, alias (the ComfyUI name), core options. The same two as ComfyUI's dropdown.
 CONFIGURATIONS = (
     ("DEIS auto", "deis_auto", dict()),
-    ("DEIS data", "deis_data", dict(variant="tab", degree=1, integrand="data")),
-    ("DEIS SDE", "deis_sde", dict(variant="logrhoab", degree=1, integrand="data", eta=1.0)),
+    ("DEIS SDE", "deis_sde", dict(eta=1.0)),
 )
 
 
@@ -55,8 +54,8 @@ def model_options(core, model, options):
     flow = getattr(predictor, "prediction_type", None) == "const"
     options["parameterisation"] = "flow" if flow else "ve"
     if "variant" not in options:
-        options.update(core.recommended_options(options["parameterisation"]))
-    if options["variant"] == "tab":
+        options.update(core.recommended_options(options["parameterisation"], stochastic=bool(options.get("eta"))))
+    if options["variant"] == "tab" and "time_map" not in options:
         if flow:
             options["time_map"] = core.FlowTime()
         elif predictor is not None:
@@ -70,8 +69,9 @@ def model_options(core, model, options):
 def webui_sampler(options):
     """A k-diffusion-signature sampler that reads the WebUI's model before calling the core.
 
-    A stochastic configuration takes ``eta`` and ``s_noise`` in its signature: the WebUI then
-    passes its own settings ("Eta for k-diffusion samplers", "sigma noise").
+    A stochastic configuration takes ``eta`` and ``s_noise`` in its signature. The WebUI passes
+    ``eta`` ("Eta for k-diffusion samplers") to any sampler whose signature has it; ``s_noise``
+    ("sigma noise") only to those that list it among their extra parameters (``EXTRA_PARAMS``).
     """
     core = load_core()
 
@@ -88,6 +88,20 @@ def webui_sampler(options):
     return sample_stochastic if options.get("eta") else sample
 
 
+#: The WebUI's settings a stochastic sampler takes beyond eta. The WebUI looks a k-diffusion sampler's
+#: extra parameters up by its function's name in ``sampler_extra_params``, which a function passed in
+#: does not have; ``make_sampler`` sets them on the sampler instead, so that the WebUI passes the
+#: "sigma noise" setting and records it in the infotext, as it does for its own SDE samplers.
+EXTRA_PARAMS = ["s_noise"]
+
+
+def make_sampler(kdiffusion, function, model, stochastic):
+    sampler = kdiffusion.KDiffusionSampler(function, model)
+    if stochastic:
+        sampler.extra_params = list(EXTRA_PARAMS)
+    return sampler
+
+
 def register():
     """Add each configuration to the WebUI's samplers once; never replace a sampler it already has."""
     from modules import sd_samplers, sd_samplers_common, sd_samplers_kdiffusion
@@ -97,10 +111,10 @@ def register():
     for label, alias, options in CONFIGURATIONS:
         if label in taken:
             continue
-        function = webui_sampler(options)
+        function, stochastic = webui_sampler(options), bool(options.get("eta"))
         data = sd_samplers_common.SamplerData(
-            label, lambda model, function=function: sd_samplers_kdiffusion.KDiffusionSampler(function, model),
-            [alias], {})
+            label, lambda model, function=function, stochastic=stochastic: make_sampler(
+                sd_samplers_kdiffusion, function, model, stochastic), [alias], {})
         if hasattr(sd_samplers, "add_sampler"):  # Forge
             sd_samplers.add_sampler(data)
         else:  # A1111

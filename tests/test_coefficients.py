@@ -28,8 +28,8 @@ def table(variant, name, n, degree, lower_order_final=False):
     rho = get_parameterisation(form).rho(sigmas)
     time_map = time_map if variant == "tab" else None
     v = interpolation_nodes(variant, rho, time_map)
-    degrees = step_degrees(v, degree, sigmas[-1] == 0, lower_order_final)
-    return sigmas, rho, degrees, ab_coefficients(variant, rho, degrees, time_map)
+    degrees = step_degrees(v, degree, rho, lower_order_final)
+    return sigmas, rho, degrees, ab_coefficients(variant, rho, degrees, time_map, final_in_rho=lower_order_final)
 
 
 @pytest.mark.parametrize("variant", AB_VARIANTS + ("ipndm",))
@@ -113,7 +113,7 @@ def test_ipndm_weights_are_the_adams_bashforth_weights():
 
 def test_rhoab_on_a_uniform_grid_is_ipndm():
     rho = np.linspace(10, 1, 12)
-    degrees = step_degrees(rho, 3, False)
+    degrees = step_degrees(rho, 3, rho, lower_order_final=False)
     for a, b in zip(ab_coefficients("rhoab", rho, degrees), ab_coefficients("ipndm", rho, degrees)):
         np.testing.assert_allclose(a, b, rtol=1e-13)
 

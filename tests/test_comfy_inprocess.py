@@ -71,9 +71,9 @@ def test_every_name_is_registered_once_after_the_builtins(comfy):
     assert not set(names) & (RES4LYF_NAMES | {"deis"})
     for listing in (comfy.samplers.KSAMPLER_NAMES, comfy.samplers.SAMPLER_NAMES, comfy.samplers.KSampler.SAMPLERS):
         assert all(listing.count(n) == 1 for n in names)
-        assert listing.index(names[0]) > listing.index("deis")
+        after = listing.index("deis") + 1
+        assert listing[after:after + len(names)] == names  # right after ComfyUI's own deis
         assert getattr(comfy.k_sampling, f"sample_{names[0]}").deis_pack
-    assert comfy.samplers.SAMPLER_NAMES.index(names[0]) > comfy.samplers.SAMPLER_NAMES.index("uni_pc_bh2")
     scheduler = comfy.pack.nodes.samplers.SCHEDULER_NAME
     assert scheduler in comfy.samplers.SCHEDULER_HANDLERS
     assert comfy.samplers.KSampler.SCHEDULERS.count(scheduler) == 1
@@ -93,14 +93,14 @@ def test_a_second_import_adds_nothing_and_foreign_functions_are_kept(comfy):
 
     registration = comfy.pack.nodes.registration
     foreign = lambda *a, **k: None  # noqa: E731  (another pack's function under one of our names)
-    original = comfy.k_sampling.sample_deis_data
-    comfy.k_sampling.sample_deis_data = foreign
+    original = comfy.k_sampling.sample_deis_sde
+    comfy.k_sampling.sample_deis_sde = foreign
     try:
         added, skipped = registration.register_samplers(comfy.pack.nodes.samplers.SAMPLER_FUNCTIONS)
-        assert skipped == ["deis_data"] and comfy.k_sampling.sample_deis_data is foreign
-        assert "deis_data" not in added
+        assert skipped == ["deis_sde"] and comfy.k_sampling.sample_deis_sde is foreign
+        assert "deis_sde" not in added
     finally:
-        comfy.k_sampling.sample_deis_data = original
+        comfy.k_sampling.sample_deis_sde = original
     assert [list(lst) for lst in lists] == before
 
 
@@ -168,26 +168,106 @@ def test_sampler_custom_advanced_with_sampler_deis_and_the_deis_scheduler(comfy,
     assert relative_error(out, exact) < relative_error(euler, exact) / 2
 
 
-def test_every_sampler_deis_option_runs(comfy, models):
+def sampler_deis_combinations(comfy):
+    """Every combination of Sampler DEIS's method widgets, as (widget values, options or the refusal)."""
+    import itertools
+
+    deis, options_of = comfy.pack.deis, comfy.pack.nodes.samplers.sampler_options
+    for values in itertools.product(("auto",) + deis.VARIANTS, range(4), deis.TABLEAUS,
+                                    ("auto", "discrete_table", "vp_linear", "flow"), (True, False), deis.INTEGRANDS,
+                                    (0.0, 0.5, 1.0)):
+        variant, degree, tableau, time, lower_order_final, integrand, eta = values
+        try:
+            yield values, options_of(variant, degree, tableau, "auto", time, lower_order_final, integrand, eta, 1.0)
+        except ValueError as error:
+            yield values, error
+
+
+#: How far an accepted combination may be from ComfyUI's own sampler of its kind, in Frechet distance to
+#: the digits: deterministic ones from deis (DDIM, degree 0, is 2.5 times at 10 steps), stochastic ones
+#: from the pack's deis_sde (its degree 0 is 3.7 times at 10 steps).
+ODE_FACTOR, SDE_FACTOR = 3.0, 4.0
+
+
+def test_every_accepted_sampler_deis_combination_samples_the_learned_models(comfy):
+    """Sampler DEIS never produces garbage: on both shipped learned models at 10 and 20 steps, every
+    combination it accepts gives finite samples within a stated factor of deis (or of deis_sde)."""
+    from benchmarks.digits import load_data
+    from benchmarks.families import FAMILIES
+    from benchmarks.quality import frechet_distance
+
+    data, samples = load_data(), 256
+    accepted = [(values, options) for values, options in sampler_deis_combinations(comfy)
+                if not isinstance(options, ValueError)]
+    assert len(accepted) > 200
+    worst = {}
+    for family, kind, scheduler in (("digits", "eps", "karras"), ("flow-digits", "flow", "simple")):
+        model = comfy_support.exact_model(kind, denoiser=FAMILIES[family].denoiser(form(kind)))
+        noise = torch.randn(samples, 4, 4, 4, generator=torch.Generator().manual_seed(0))
+        cond = comfy_support.empty_conditioning()
+        for steps in (10, 20):
+            sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), scheduler, steps)
+
+            def fd(sampler):
+                out = comfy.sample.sample_custom(model, noise, 1.0, sampler, sigmas, cond, cond,
+                                                 torch.zeros_like(noise), disable_pbar=True, seed=0)
+                assert torch.isfinite(out).all()
+                return frechet_distance(out.reshape(samples, 1, 8, 8), data)
+
+            reference = {name: fd(comfy.samplers.sampler_object(name)) for name in ("deis", "deis_sde")}
+            for values, options in accepted:
+                stochastic = values[-1] > 0
+                sampler = comfy.samplers.KSAMPLER(comfy.pack.nodes.samplers.comfy_sampler({}),
+                                                  extra_options=options)
+                ratio = fd(sampler) / reference["deis_sde" if stochastic else "deis"]
+                key = (family, steps, values)
+                worst[key] = ratio
+                assert ratio < (SDE_FACTOR if stochastic else ODE_FACTOR), key
+    assert max(worst.values()) > 2.0  # degree 0 (DDIM) is the loosest, and the bound is near it
+
+
+def test_refused_sampler_deis_combinations_name_the_widget_and_a_value(comfy):
+    refused = [(values, error) for values, error in sampler_deis_combinations(comfy) if isinstance(error, ValueError)]
+    assert len(refused) > 1000
+    widgets = ("variant", "degree", "tableau", "time", "lower_order_final", "integrand", "eta")
+    for values, error in refused:
+        message = str(error)
+        assert message.startswith("Sampler DEIS: ") and " set " in message, message
+        named = [w for w in widgets if message.startswith(f"Sampler DEIS: {w} ")]
+        assert named, message
     node = comfy.pack.NODE_CLASS_MAPPINGS["SamplerDEIS"]()
-    sigmas = comfy.samplers.calculate_sigmas(models["eps"].get_model_object("model_sampling"), "karras", 6)
-    cond = comfy_support.empty_conditioning()
-    latent = torch.zeros(1, 4, 4, 4)
-    noise = comfy.sample.prepare_noise(latent, 1)
-    for variant in ("auto",) + comfy.pack.deis.VARIANTS:
-        for time in ("auto", "discrete_table", "vp_linear", "flow"):
-            for parameterisation in ("auto", "ve"):
-                for integrand, eta in [("eps", 0.0), ("v", 0.5), ("data", 0.0), ("data", 1.0)]:
-                    if variant == "rhork" and (integrand, eta) != ("eps", 0.0):
-                        continue
-                    sampler = node.get_sampler(variant, 2, "rk4", parameterisation, time, False, integrand, eta,
-                                               1.0)[0]
-                    out = comfy.sample.sample_custom(models["eps"], noise, 1.0, sampler, sigmas, cond, cond, latent,
-                                                     disable_pbar=True, seed=3)
-                    assert torch.isfinite(out).all()
-    with pytest.raises(ValueError, match="flow sigmas must lie in"):
-        sampler = node.get_sampler("tab", 2, "rk4", "flow", "auto", False)[0]
-        comfy.sample.sample_custom(models["eps"], noise, 1.0, sampler, sigmas, cond, cond, latent, disable_pbar=True)
+    with pytest.raises(ValueError, match="s_noise = 1.3 scales noise that only eta > 0 adds; set s_noise to 1.0"):
+        node.get_sampler("auto", 2, "kutta3", "auto", "auto", True, "eps", 0.0, 1.3)
+    with pytest.raises(ValueError, match="integrand = 'eps' cannot carry noise.*set integrand to 'data'"):
+        node.get_sampler("logrhoab", 2, "kutta3", "auto", "auto", True, "eps", 1.0, 1.0)
+
+
+def test_auto_with_eta_is_deis_sde_at_that_eta_and_parameterisation_must_match_the_model(comfy, models):
+    node = comfy.pack.NODE_CLASS_MAPPINGS["SamplerDEIS"]()
+    model, cond = models["flow"], comfy_support.empty_conditioning()
+    latent = torch.zeros(1, 4, 8, 8)
+    noise = comfy.sample.prepare_noise(latent, 3)
+    sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "simple", 12)
+
+    def run(sampler):
+        return comfy.sample.sample_custom(model, noise, 1.0, sampler, sigmas, cond, cond, latent, disable_pbar=True,
+                                          seed=5)
+
+    auto = run(node.get_sampler("auto", 2, "kutta3", "auto", "auto", True, "eps", 0.7, 1.0)[0])
+    sde = run(comfy.samplers.ksampler("deis_sde", {"eta": 0.7}))
+    assert torch.equal(auto, sde)
+    assert torch.equal(run(node.get_sampler("auto", 2, "kutta3", "auto", "auto", True, "eps", 0.0, 1.0)[0]),
+                       run(comfy.samplers.sampler_object("deis_auto")))
+    assert torch.equal(run(node.get_sampler("auto", 2, "kutta3", "flow", "auto", True, "eps", 0.0, 1.0)[0]),
+                       run(comfy.samplers.sampler_object("deis_auto")))
+    with pytest.raises(ValueError, match="parameterisation 've' does not match this model .*set parameterisation"):
+        run(node.get_sampler("auto", 2, "kutta3", "ve", "auto", True, "eps", 0.0, 1.0)[0])
+    eps_model = models["eps"]
+    eps_sigmas = comfy.samplers.calculate_sigmas(eps_model.get_model_object("model_sampling"), "karras", 6)
+    with pytest.raises(ValueError, match="parameterisation 'flow' does not match this model"):
+        comfy.sample.sample_custom(eps_model, noise, 1.0,
+                                   node.get_sampler("tab", 2, "kutta3", "flow", "auto", True, "eps", 0.0, 1.0)[0],
+                                   eps_sigmas, cond, cond, latent, disable_pbar=True)
 
 
 # --------------------------------------------------------------------------- graph cases
@@ -269,8 +349,8 @@ def test_batches_and_video_latents(comfy, models, shape):
 
 
 def test_cfg_one_and_above_one_agree_on_a_condition_free_model(comfy, models):
-    one = ksampler(comfy, models["eps"], "deis_data", "karras", 8, cfg=1.0)
-    seven = ksampler(comfy, models["eps"], "deis_data", "karras", 8, cfg=7.0)
+    one = ksampler(comfy, models["eps"], "deis_auto", "karras", 8, cfg=1.0)
+    seven = ksampler(comfy, models["eps"], "deis_auto", "karras", 8, cfg=7.0)
     torch.testing.assert_close(one, seven, rtol=1e-5, atol=1e-5)
 
 
@@ -336,22 +416,23 @@ def test_data_form_linear_in_log_sigma_is_comfyuis_res_multistep(comfy, models):
 def test_degree_zero_with_eta_is_comfyuis_ancestral_euler(comfy, models, kind, oracle):
     """eta = 1 (and 0.5), degree 0: ComfyUI's euler_ancestral, which runs euler_ancestral_RF on flow models,
     step for step from the same seed (the same noise draws)."""
-    node = comfy.pack.NODE_CLASS_MAPPINGS["SamplerDEIS"]()
+    def sampler(eta):  # the core's option; Sampler DEIS takes eta with the data integrand only
+        return comfy.samplers.KSAMPLER(comfy.pack.nodes.samplers.comfy_sampler({}), extra_options=dict(
+            variant="tab", degree=0, integrand="eps", eta=eta))
+
     model, cond = models[kind], comfy_support.empty_conditioning()
     latent = torch.zeros(2, 4, 8, 8)
     noise = comfy.sample.prepare_noise(latent, 7)
     sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "simple", 10)
     for eta in (1.0, 0.5):
-        ours = comfy.sample.sample_custom(
-            model, noise, 1.0, node.get_sampler("tab", 0, "kutta3", "auto", "auto", True, "eps", eta, 1.0)[0],
-            sigmas, cond, cond, latent, disable_pbar=True, seed=11)
+        ours = comfy.sample.sample_custom(model, noise, 1.0, sampler(eta), sigmas, cond, cond, latent,
+                                          disable_pbar=True, seed=11)
         theirs = comfy.sample.sample_custom(
             model, noise, 1.0, comfy.samplers.ksampler(oracle, {"eta": eta}), sigmas, cond, cond, latent,
             disable_pbar=True, seed=11)
         torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5 * float(theirs.abs().max()))
-        ode = comfy.sample.sample_custom(
-            model, noise, 1.0, node.get_sampler("tab", 0, "kutta3", "auto", "auto", True, "eps", 0.0, 1.0)[0],
-            sigmas, cond, cond, latent, disable_pbar=True, seed=11)
+        ode = comfy.sample.sample_custom(model, noise, 1.0, sampler(0.0), sigmas, cond, cond, latent,
+                                         disable_pbar=True, seed=11)
         assert (ours - ode).abs().max() > 0.1  # the noise is there
 
 

@@ -1,6 +1,7 @@
-"""The example workflows as files: readable names, thumbnails, the recommended pairing, no overlapping nodes.
+"""The example workflows as files: readable names, thumbnails, compact layouts, a model to download.
 
-(tests/test_comfy_server.py validates them against a running ComfyUI's /object_info.)
+(tests/test_one_story.py holds their settings to the README's table; tests/test_comfy_server.py
+validates them against a running ComfyUI's /object_info.)
 """
 
 import itertools
@@ -22,9 +23,42 @@ def boxes(workflow):
 
 def test_there_are_two_workflows_with_readable_names_and_thumbnails():
     assert [p.stem for p in WORKFLOWS] == ["DEIS in KSampler", "DEIS in SamplerCustomAdvanced"]
+    from PIL import Image
+
     for path in WORKFLOWS:
         thumbnail = path.with_suffix(".jpg")
         assert thumbnail.exists() and thumbnail.read_bytes()[:3] == b"\xff\xd8\xff", thumbnail  # a JPEG
+        assert Image.open(thumbnail).size == (400, 400)  # the template browser shows it in a square
+
+
+#: ComfyUI's frontend fits a workflow without a saved view to 75 % of its canvas; a 1600x1000 window has a
+#: 1536x922 canvas, so a layout up to this size opens at 75 % zoom or more, where node text is drawn.
+MAX_LAYOUT = (1536, 922)
+#: A node's source badge sits just above its title bar; this much room keeps it off the node above.
+BADGE_ROOM = 52
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
+def test_the_layout_opens_at_75_percent_and_leaves_room_for_badges(path):
+    workflow = json.loads(path.read_text())
+    left, top = min(b[0] for b in boxes(workflow).values()), min(b[1] for b in boxes(workflow).values())
+    right, bottom = max(b[2] for b in boxes(workflow).values()), max(b[3] for b in boxes(workflow).values())
+    assert right - left + 20 <= MAX_LAYOUT[0] and bottom - top + 20 <= MAX_LAYOUT[1], (right - left, bottom - top)
+    assert "ds" not in workflow.get("extra", {})  # no saved view: the frontend fits it to any window
+    nodes = workflow["nodes"]
+    for a, b in itertools.permutations(nodes, 2):
+        same_column = a["pos"][0] < b["pos"][0] + b["size"][0] and b["pos"][0] < a["pos"][0] + a["size"][0]
+        if same_column and b["pos"][1] > a["pos"][1]:
+            assert b["pos"][1] - (a["pos"][1] + a["size"][1]) >= BADGE_ROOM, (path.name, a["type"], b["type"])
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
+def test_the_loader_names_its_model_and_where_to_download_it(path):
+    """The frontend offers a missing model for download from the loader's properties.models."""
+    loader = next(n for n in json.loads(path.read_text())["nodes"] if n["type"] == "CheckpointLoaderSimple")
+    (model,) = loader["properties"]["models"]
+    assert model["name"] == loader["widgets_values"][0] and model["directory"] == "checkpoints"
+    assert model["url"].startswith("https://huggingface.co/") and model["name"] in model["url"]
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
@@ -39,15 +73,3 @@ def test_the_overlap_check_can_fail():
     workflow = {"nodes": [{"id": 1, "pos": [0, 0], "size": [100, 100]}, {"id": 2, "pos": [50, 120], "size": [10, 10]}]}
     a, b = boxes(workflow).values()
     assert a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]  # b's title bar lies on a
-
-
-def test_the_workflows_pair_the_default_with_a_measured_scheduler():
-    """KSampler: deis_auto with exponential (on the SD1.5-style model the lowest median error of deis_auto's
-    schedulers, ahead of ComfyUI's deis in 22 of 24 cells; benchmarks/results/comfy_accuracy.md); the custom
-    workflow: Sampler DEIS on auto with DEIS Scheduler's log_rho_uniform, the same schedule."""
-    ksampler = json.loads((FOLDER / "DEIS in KSampler.json").read_text())
-    values = next(n["widgets_values"] for n in ksampler["nodes"] if n["type"] == "KSampler")
-    assert values[4:6] == ["deis_auto", "exponential"]
-    custom = json.loads((FOLDER / "DEIS in SamplerCustomAdvanced.json").read_text())
-    by_type = {n["type"]: n["widgets_values"] for n in custom["nodes"]}
-    assert by_type["SamplerDEIS"][0] == "auto" and by_type["DEISScheduler"][2] == "log_rho_uniform"

@@ -151,6 +151,17 @@ def test_forge_lists_runs_and_restarts_with_the_pack(forge_with_pack):
     png = base64.b64decode(hires["images"][0])
     assert int.from_bytes(png[16:20], "big") == 96  # the PNG's width: the second pass ran at 1.5x
 
+    # "sigma noise" reaches DEIS SDE and its infotext, as with Forge's own SDE samplers. Forge keeps an
+    # override of a setting at its default for the rest of the server's life, so this runs 1.0 first.
+    noisy = {}
+    for s_noise in (1.0, 0.5):
+        answer = server.post("/sdapi/v1/txt2img", {
+            "prompt": "a lighthouse", "steps": 4, "width": 64, "height": 64, "sampler_name": "DEIS SDE",
+            "seed": 7, "override_settings": {**checkpoint, "s_noise": s_noise}})
+        noisy[s_noise] = (answer["images"][0], json.loads(answer["info"])["infotexts"][0])
+    assert noisy[1.0][0] == sde[0] and "Sigma noise" not in noisy[1.0][1]
+    assert noisy[0.5][0] != sde[0] and "Sigma noise: 0.5" in noisy[0.5][1], noisy[0.5][1]
+
     # interrupt and skip act between steps: a long run comes back early
     import threading
 

@@ -47,7 +47,7 @@ def test_coefficients_match_adaptive_quadrature_in_phi(integrand, variant, name,
     rho = get_parameterisation(form).rho(sigmas)
     tm = time_map if variant == "tab" else None
     v = interpolation_nodes(variant, rho, tm)
-    degrees = step_degrees(v, 3, sigmas[-1] == 0, lower_order_final=False)
+    degrees = step_degrees(v, 3, rho, lower_order_final=False)
     if integrand == "data":
         degrees[-1] = 0  # no finite integral into rho = 0
     C = ab_coefficients(variant, rho, degrees, tm, integrand)
@@ -160,8 +160,9 @@ def test_no_options_are_the_recommended_configuration_of_each_form():
         explicit = sample_deis(model, x, torch.from_numpy(sigmas), disable=True, parameterisation=form,
                                **recommended_options(form))
         assert torch.equal(plain, explicit)
-    assert recommended_options("ve") == dict(variant="logrhoab", degree=2, integrand="eps")
-    assert recommended_options("flow") == dict(variant="tab", degree=2, integrand="v")
+    assert recommended_options("ve") == dict(variant="tab", degree=2, integrand="eps", time_map=VPLinearTime())
+    assert recommended_options("flow") == dict(variant="tab", degree=2, integrand="v", time_map=FlowTime(),
+                                               lower_order_final=False, max_amplification=1.5)
 
 
 @pytest.mark.parametrize("options, message", [

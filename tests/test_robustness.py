@@ -107,7 +107,8 @@ def test_callback_runs_once_per_step_with_the_current_x_and_true_denoised(option
         assert set(c) == {"x", "i", "sigma", "sigma_hat", "denoised"}
         assert c["sigma"] == sigmas[c["i"]] and c["sigma_hat"] == sigmas[c["i"]]
         torch.testing.assert_close(c["denoised"], model(c["x"], c["sigma"].reshape(1)))
-    assert torch.equal(calls[-1]["denoised"], out)  # the last step into 0 is x = D
+    if len(get_plan(sigmas, **options).steps[-1].update.weights) == 1:  # a DDIM step into 0 is x = D
+        assert torch.equal(calls[-1]["denoised"], out)
 
 
 def test_progress_bar_honours_disable(capsys):

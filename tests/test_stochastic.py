@@ -63,19 +63,22 @@ def moment_error(form, steps, **options):
 
 #: degree 0 (ancestral Euler), the recommended ODE configuration with the ancestral split, and deis_sde's
 #: data form with the SDE's own kernel.
-CONFIGS = {"degree-0": dict(variant="tab", degree=0), "recommended": dict(),
-           "deis_sde": dict(variant="logrhoab", degree=1, integrand="data")}
+#: degree 0 (ancestral Euler), the ancestral split on the eps integrand (the core keeps it), deis_sde's data form
+#: with the SDE's own kernel (no variant with eta > 0), and the same in log rho (DPM-Solver++(2M) SDE Heun).
+CONFIGS = {"degree-0": dict(variant="tab", degree=0), "ancestral-tab2": dict(variant="tab", degree=2),
+           "deis_sde": dict(), "logrho-sde": dict(variant="logrhoab", degree=1, integrand="data")}
 
 
 @pytest.mark.parametrize("form", ["ve", "flow"])
 @pytest.mark.parametrize("eta", [0.5, 1.0])
 @pytest.mark.parametrize("config", CONFIGS, ids=list(CONFIGS))
 def test_mean_and_std_converge_at_weak_order_one_or_more(form, eta, config):
-    """Errors of the final mean and std at 25, 50, 100, 200 steps shrink at least like 1 / steps (the weak
+    """Errors of the final mean and std at 50, 100, 200 steps shrink at least like 1 / steps (the weak
     order of the ancestral split; the SDE kernel of deis_sde measures order 2 on these linear problems),
     and are below 4 % of the data's std at 200 steps (the flow form at eta = 1 with the ancestral split
-    is the slowest: 0.018 at 200 steps, 0.0094 at 400)."""
-    steps = [25, 50, 100, 200]
+    is the slowest: 0.018 at 200 steps, 0.0094 at 400). At 25 steps deis_sde's std error changes sign
+    in the VE form (7.9e-7 there, 1.4e-4 at 50), so the sequence starts at 50."""
+    steps = [50, 100, 200]
     errors = [moment_error(form, n, eta=eta, **CONFIGS[config]) for n in steps]
     assert all(a > b for a, b in zip(errors, errors[1:])), errors
     # From 25 steps on the flow form is still pre-asymptotic (pairwise orders 0.1, 0.6, 0.8 for the
@@ -125,7 +128,7 @@ def test_eta_zero_is_the_ode_sampler_bit_for_bit(variant, integrand):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("config", ["deis_sde", "recommended"])
+@pytest.mark.parametrize("config", ["deis_sde", "ancestral-tab2"])
 def test_flow_start_and_end_are_finite_in_every_dtype(dtype, config):
     """From sigma = 1 (alpha = 0, rho = inf) to sigma = 0, with the SDE kernel and with the ancestral split."""
     sigmas = torch.from_numpy(schedules.flow_shift(10)).float()
