@@ -4,12 +4,13 @@
 
 Two small learned denoisers trained on scikit-learn's 8x8 digits (benchmarks/weights): an
 SD-style (VE) model, sampled with the karras schedule on SD1.5's sigma range, and a
-flow-matching model, sampled with the kl_optimal schedule (uniform in arctan sigma): the README's
-picks for 8 to 12 steps. Each sampler starts from the same 1,000 noises. The table gives the error against the exact solution of the same ODE
-(DOP853), and the Frechet distance of the samples to the real digits in pixel space; the
-pictures (out/demo_digits.png, out/demo_flow_digits.png) show the first samples and their
-error maps. No ComfyUI is needed: DEIS runs from its core, DPM-Solver++(2M) as k-diffusion
-writes it (and its flow-form version, as ComfyUI runs it on flow models).
+flow-matching model, sampled with the kl_optimal schedule (uniform in arctan sigma): the
+README's picks for 8 to 12 steps. Each sampler starts from the same 1,000 noises. The table
+gives the error against the exact solution of the same ODE (DOP853), and the Frechet distance
+of the samples to the real digits in pixel space; the pictures (out/demo_digits.png,
+out/demo_flow_digits.png) show the first samples and their error maps. No ComfyUI is needed:
+DEIS runs from its core, DPM-Solver++(2M) as k-diffusion writes it (and its flow-form version,
+as ComfyUI runs it on flow models).
 """
 
 import argparse

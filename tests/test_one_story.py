@@ -15,7 +15,8 @@ HELP_PAGES = sorted((REPO / "web" / "docs").glob("*.md"))
 DOCS = sorted((REPO / "docs").glob("*.md"))
 WORKFLOWS = sorted((REPO / "example_workflows").glob("*.json"))
 #: DEIS Scheduler's schedules that are one of KSampler's schedulers on an SD-style model.
-SAME_SCHEDULE = {"log_rho_uniform": "exponential", "rho_polynomial": "karras", "deis_time_quadratic": "deis_time_quadratic"}
+SAME_SCHEDULE = {"log_rho_uniform": "exponential", "rho_polynomial": "karras",
+                 "deis_time_quadratic": "deis_time_quadratic"}
 #: Words that say what method a sampler is; a page that describes an entry with one its own description
 #: lacks describes it a second way.
 METHOD_WORDS = ("tAB1", "tAB2", "tAB3", "log-rho", "logrhoab", "rhoAB", "iPNDM", "Runge-Kutta", "predicted noise",
