@@ -30,9 +30,10 @@ ERROR_SCALE = 0.5  # the colour scale's top (errors above it show as its colour)
 #: The example workflows' settings (KSampler: deis_auto with exponential; SamplerCustomAdvanced: Sampler DEIS
 #: on auto with DEIS Scheduler's log_rho_uniform, the same schedule on SD-style models), 20 steps.
 THUMBNAILS = {
-    "DEIS in KSampler.jpg": ("deis_auto", "exponential", 20, ["KSampler", "deis_auto + exponential", "20 steps"]),
-    "DEIS in SamplerCustomAdvanced.jpg": ("deis_auto", "exponential", 20,
-                                          ["Sampler DEIS (auto)", "+ DEIS Scheduler", "log_rho_uniform, 20 steps"]),
+    "deis_auto in KSampler, exponential, 20 steps.jpg": (
+        "deis_auto", "exponential", 20, ["KSampler", "deis_auto + exponential", "20 steps"]),
+    "Every DEIS option - Sampler DEIS and DEIS Scheduler.jpg": (
+        "deis_auto", "exponential", 20, ["Sampler DEIS (auto)", "+ DEIS Scheduler", "log_rho_uniform, 20 steps"]),
 }
 
 

@@ -28,6 +28,7 @@ from deis.timemaps import DiscreteVPTime
 PACK_NAMES = ["deis_auto", "deis_sde"]
 ODE_NAMES = ["deis_auto"]
 SCHEDULER = "deis_time_quadratic"
+WORKFLOW_NAMES = ["deis_auto in KSampler, exponential, 20 steps", "Every DEIS option - Sampler DEIS and DEIS Scheduler"]
 
 TEST_MODELS_PACK = '''
 import sys
@@ -239,7 +240,7 @@ def test_help_pages_and_workflow_templates_are_served(server):
         assert page.startswith("# ") and "## Inputs" in page
         assert not [line for line in page.splitlines() if line.startswith("|")]  # no table: the sidebar is narrow
     templates = server.get("/workflow_templates")
-    assert sorted(templates["comfyui-deis"]) == ["DEIS in KSampler", "DEIS in SamplerCustomAdvanced"]
+    assert sorted(templates["comfyui-deis"]) == sorted(WORKFLOW_NAMES)
     for name in templates["comfyui-deis"]:
         assert server.get_bytes(f"/api/workflow_templates/comfyui-deis/{name}.jpg")[:3] == b"\xff\xd8\xff"
         assert json.loads(server.get_bytes(f"/api/workflow_templates/comfyui-deis/{name}.json"))["nodes"]
@@ -265,7 +266,7 @@ def widget_inputs(spec):
     return widgets
 
 
-@pytest.mark.parametrize("name", ["DEIS in KSampler.json", "DEIS in SamplerCustomAdvanced.json"])
+@pytest.mark.parametrize("name", [f"{name}.json" for name in WORKFLOW_NAMES])
 def test_example_workflows_match_this_comfyui(server, name):
     """Every node exists, every link joins matching types, every widget value is one ComfyUI accepts."""
     workflow = json.loads((comfy_support.REPO / "example_workflows" / name).read_text())

@@ -22,7 +22,8 @@ def boxes(workflow):
 
 
 def test_there_are_two_workflows_with_readable_names_and_thumbnails():
-    assert [p.stem for p in WORKFLOWS] == ["DEIS in KSampler", "DEIS in SamplerCustomAdvanced"]
+    assert [p.stem for p in WORKFLOWS] == ["Every DEIS option - Sampler DEIS and DEIS Scheduler",
+                                          "deis_auto in KSampler, exponential, 20 steps"]
     from PIL import Image
 
     for path in WORKFLOWS:
