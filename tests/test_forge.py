@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-LABELS = ["DEIS auto", "DEIS data", "DEIS SDE"]
-ALIASES = ["deis_auto", "deis_data", "deis_sde"]
+LABELS = ["DEIS auto", "DEIS SDE"]
+ALIASES = ["deis_auto", "deis_sde"]
 CHECKPOINT = "deis-test-random-sd15.safetensors"
 
 
@@ -142,10 +142,10 @@ def test_forge_lists_runs_and_restarts_with_the_pack(forge_with_pack):
     checkpoint = {"sd_model_checkpoint": CHECKPOINT.rsplit(".", 1)[0]}
     image = server.post("/sdapi/v1/img2img", {
         "init_images": [result["images"][0]], "denoising_strength": 0.5, "prompt": "a lighthouse", "steps": 6,
-        "width": 64, "height": 64, "sampler_name": "DEIS data", "seed": 2, "override_settings": checkpoint})
-    assert image["images"] and "Sampler: DEIS data" in json.loads(image["info"])["infotexts"][0]
+        "width": 64, "height": 64, "sampler_name": "DEIS auto", "seed": 2, "override_settings": checkpoint})
+    assert image["images"] and "Sampler: DEIS auto" in json.loads(image["info"])["infotexts"][0]
     hires = server.post("/sdapi/v1/txt2img", {
-        "prompt": "a lighthouse", "steps": 3, "width": 64, "height": 64, "sampler_name": "DEIS data", "seed": 3,
+        "prompt": "a lighthouse", "steps": 3, "width": 64, "height": 64, "sampler_name": "DEIS SDE", "seed": 3,
         "enable_hr": True, "hr_scale": 1.5, "hr_upscaler": "Latent", "hr_second_pass_steps": 2,
         "denoising_strength": 0.5, "hr_additional_modules": ["Use same choices"], "override_settings": checkpoint})
     png = base64.b64decode(hires["images"][0])
