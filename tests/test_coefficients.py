@@ -8,8 +8,8 @@ import torch
 import oracle
 from benchmarks import schedules
 from deis import FlowTime, VPLinearTime, sample_deis
-from deis.coefficients import (IPNDM_WEIGHTS, TABLEAUS, ab_coefficients, interpolation_nodes,
-                               step_degrees)
+from deis.coefficients import (AB_AMPLIFICATION, IPNDM_WEIGHTS, TABLEAUS, ab_coefficients, amplification,
+                               interpolation_nodes, stable_degrees, step_degrees)
 from deis.parameterisation import get_parameterisation
 
 # name: (schedule, parameterisation, the package's time map, the oracle's own time map)
@@ -134,3 +134,38 @@ def test_tableaus_are_consistent(name):
             a[s, :len(row)] = row
         assert b @ c ** 2 == pytest.approx(1 / 3)
         assert b @ a @ c == pytest.approx(1 / 6)
+
+
+@pytest.mark.filterwarnings("ignore:divide by zero")  # log rho is -inf at the end: the variable step_degrees gets
+def test_the_step_into_zero_is_a_degree_final_degree_step_in_rho_or_ddim_from_high_noise():
+    rho = np.append(np.geomspace(14.6, 0.03, 20), 0.0)
+    assert list(step_degrees(np.log(rho), 3, rho)[-3:]) == [3, 3, 1]  # 20 steps: only the last is lowered
+    assert step_degrees(np.log(rho), 3, rho, final_degree=2)[-1] == 2
+    high = np.append(np.geomspace(14.6, 0.8, 20), 0.0)  # ends from rho 0.8, as linear_quadratic does
+    assert step_degrees(np.log(high), 3, high)[-1] == 0
+    few = np.append(np.geomspace(14.6, 0.03, 8), 0.0)
+    assert list(step_degrees(np.log(few), 3, few)[-2:]) == [1, 1]  # below 15 steps the one before is degree 1
+    flow_start = np.array([np.inf, 3.0, 0.2, 0.0])  # only two finite nodes reach the step into 0
+    assert step_degrees(np.array([1.0, 0.75, 0.17, 0.0]), 3, flow_start, final_degree=3)[-1] == 1
+    assert list(step_degrees(np.log(rho), 3, rho, lower_order_final=False)[-3:]) == [3, 3, 3]
+
+
+@pytest.mark.parametrize("w", [0.5, 1.0, 2.0, 3.0])
+def test_variable_step_ab2_amplifies_history_errors_by_one_plus_the_step_ratio(w):
+    """Two-node Adams-Bashforth with h_i = w h_(i-1): weights 1 + w/2 and -w/2 (rho as the variable)."""
+    rho = np.array([10.0, 9.0, 9.0 - w])
+    C = ab_coefficients("rhoab", rho, np.array([0, 1]))[1]
+    np.testing.assert_allclose(C, [-w * (1 + w / 2), w * w / 2], rtol=1e-14)  # the steps run downwards
+    assert amplification(C) == pytest.approx(1 + w, rel=1e-14)
+    capped = stable_degrees("rhoab", rho, np.array([0, 1]), bound=1.5)
+    assert capped[1] == (1 if 1 + w <= 1.5 * AB_AMPLIFICATION[1] else 0)
+
+
+def test_the_cap_leaves_even_steps_alone_and_lowers_uneven_ones():
+    even = np.linspace(10.0, 1.0, 12)
+    degrees = step_degrees(even, 3, even, lower_order_final=False)
+    np.testing.assert_array_equal(stable_degrees("rhoab", even, degrees, bound=1.0 + 1e-9), degrees)
+    uneven = np.array([10.0, 9.5, 9.0, 8.5, 8.0, 2.0])  # a last step 12 times the one before
+    degrees = step_degrees(uneven, 2, uneven, lower_order_final=False)
+    capped = stable_degrees("rhoab", uneven, degrees, bound=1.5)
+    assert list(capped[:-1]) == list(degrees[:-1]) and capped[-1] == 0

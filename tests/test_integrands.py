@@ -95,15 +95,17 @@ def test_v_integrand_is_exact_for_unit_gaussian_data(form, variant):
     assert relative_error(eps, exact) > 1e-6  # the eps integrand is not: the test can tell them apart
 
 
-@pytest.mark.parametrize("integrand", ["eps", "v", "data"])
+@pytest.mark.parametrize("integrand", ["eps", "v", "data", "recommended"])
 @pytest.mark.parametrize("form", ["ve", "flow"])
 def test_the_step_into_zero_returns_the_denoised_value_where_the_data_has_no_spread(integrand, form):
-    """An inpainting mask's kept region: D is constant, and the result must be exactly D."""
+    """An inpainting mask's kept region: D is constant, and the result must be exactly D (with the eps
+    integrand's polynomial step into 0 too, since eps_hat is then constant along the path)."""
     point = torch.full((1, 2, 4, 4), 0.5, dtype=torch.float64)
     sigmas = torch.from_numpy(schedules.flow_shift(8) if form == "flow" else schedules.edm(8))
     x = noise(1, 2, 4, 4) * float(sigmas[0]) + (0.0 if form == "flow" else 0.5)
-    out = sample_deis(lambda x, sigma: point.expand_as(x), x, sigmas, disable=True, variant="tab", degree=3,
-                      parameterisation=form, integrand=integrand)
+    options = {} if integrand == "recommended" else dict(variant="tab", degree=3, integrand=integrand)
+    out = sample_deis(lambda x, sigma: point.expand_as(x), x, sigmas, disable=True, parameterisation=form,
+                      **options)
     torch.testing.assert_close(out, point, rtol=0, atol=1e-12)
 
 
