@@ -47,8 +47,9 @@ def model_aware_options(model, options):
         if time == "auto" and model_sampling is not None:
             options["time_map"] = time_map_of(model_sampling, parameterisation)
         elif time == "discrete_table":
-            if model_sampling is None:
-                raise ValueError("Sampler DEIS: time 'discrete_table' needs a ComfyUI model with a sigma table")
+            if model_sampling is None or parameterisation == "flow":
+                raise ValueError("Sampler DEIS: time = 'discrete_table' needs an SD-style model's table of sigmas "
+                                 "(a flow model's own time is sigma); set time to 'auto'")
             options["time_map"] = discrete_time_map_of(model_sampling)
         elif time == "vp_linear":
             options["time_map"] = VPLinearTime()
@@ -164,8 +165,9 @@ class SamplerDEIS:
                 "that contradicts the model is refused."}),
             "time": (["auto", "discrete_table", "vp_linear", "flow"], {"default": "auto", "tooltip":
                 "tab's time variable: auto is the model's own (its sigma table on SD-style models, sigma on "
-                "flow models); vp_linear the paper's continuous VP time, which ComfyUI's deis uses. Leave it "
-                "at auto with the other variants."}),
+                "flow models); discrete_table the sigma table (SD-style models only); vp_linear the paper's "
+                "continuous VP time, which ComfyUI's deis uses; flow is sigma. Leave it at auto with the other "
+                "variants."}),
             "lower_order_final": ("BOOLEAN", {"default": True, "tooltip":
                 "On: the step into sigma = 0 is a degree-1 step in sigma/alpha, or DDIM where it starts above "
                 "sigma/alpha = 0.5; below 15 steps the step before it is at most degree 1. Off: every step at "
