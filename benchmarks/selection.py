@@ -135,9 +135,8 @@ def ratios(results, name, families, against, form=None):
 
 def balanced(results, name, families, against, form=None):
     """The family-balanced geometric mean of the error ratio: each family's geomean weighs the same."""
-    per_family = [geomean(ratios(results, name, [f], against, form)) for f in families
-                  if ratios(results, name, [f], against, form)]
-    return geomean(per_family)
+    per_family = (ratios(results, name, [f], against, form) for f in families)
+    return geomean(geomean(r) for r in per_family if r)
 
 
 def score(results, name, tuning, form):
