@@ -154,8 +154,9 @@ class SamplerDEIS:
                 "(k-diffusion's LMS). logrhoab: in its log. ipndm: fixed Adams-Bashforth weights. ipndm_v: "
                 "variable-step Adams-Bashforth. rhork: Runge-Kutta, several model calls per step."}),
             "degree": ("INT", {"default": 2, "min": 0, "max": 3, "tooltip":
-                "Polynomial degree of a multistep variant: 0 is DDIM, 3 the paper's tAB3. Higher is more "
-                "accurate on smooth problems and less steady at few steps. Leave it at 2 with auto and rhork."}),
+                "Polynomial degree of a multistep variant: 0 is DDIM, 3 the paper's tAB3 (which needs "
+                "lower_order_final on and eta 0). Higher is more accurate on smooth problems and less steady "
+                "at few steps. Leave it at 2 with auto and rhork."}),
             "tableau": (list(TABLEAUS), {"default": "kutta3", "tooltip":
                 "rhork's Runge-Kutta scheme (order: midpoint, heun2, ralston2 2; kutta3, ralston3 3; rk4 4). "
                 "Leave it at kutta3 with the other variants."}),
@@ -178,7 +179,8 @@ class SamplerDEIS:
                 "and rhork."}),
             "eta": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip":
                 "Noise added back each step: 0 samples the ODE, 1 the full reverse SDE (like dpmpp_2m_sde). "
-                "With auto, above 0 it is deis_sde at this eta. Multistep variants only."}),
+                "With auto, above 0 it is deis_sde at this eta; with a multistep variant it needs integrand "
+                "data and degree 2 or less. Not with rhork."}),
             "s_noise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 2.0, "step": 0.01, "tooltip":
                 "Scale of the noise added when eta is above 0: 1 is exact, a little above 1 adds grain. "
                 "Leave it at 1 with eta 0."}),
