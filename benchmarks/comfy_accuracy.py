@@ -32,26 +32,24 @@ from benchmarks.problems import relative_error  # noqa: E402
 from benchmarks.report import publish  # noqa: E402
 from benchmarks.selection import GUIDED, HELD_OUT, NFES, SCHEDULERS, cells, geomean  # noqa: E402
 
-MODEL_TITLES = {"eps": "SD1.5-style EPS", "flow": "flow, shift 3", "flux": "flow, Flux shift 1.15"}
+MODEL_TITLES = {"eps": "SD1.5-style EPS", "flow": "flow, shift 3", "flux": "flow, Flux shift 1.15",
+                "flow-aura": "flow, AuraFlow shift 1.73", "flow-lumina": "flow, Lumina 2 shift 6",
+                "zsnr": "v-prediction, zero terminal SNR", "edm": "EDM (Playground)", "svd": "SVD (EDM, sigma_max 700)",
+                "audio": "Stable Audio (sigma_max 500)", "cascade": "Stable Cascade"}
 #: ComfyUI's deterministic samplers (the ODE samplers; the others draw noise), and their model
 #: evaluations as a function of steps (the two-stage ones take an Euler step into sigma = 0).
 BUILTINS = ("euler", "heun", "dpm_2", "lms", "dpmpp_2m", "ipndm", "ipndm_v", "deis", "res_multistep",
             "gradient_estimation", "uni_pc", "uni_pc_bh2")
 TWO_STAGE = ("heun", "dpm_2")
-#: Search candidates, by name: Sampler DEIS options over the design space of this release (the plan's
-#: interpolation variable, integrand, degree, final step and stability cap). The time of "tab" is the
-#: model's own (its sigma table, or t = sigma for flow models) unless "time" says otherwise.
-CANDIDATES = {
-    f"{label}{degree}-{integrand}" + ("" if lof else "-full") + (f"-f{final}" if lof and final != 1 else "")
-    + ("" if cap is None else f"-a{cap:g}"): dict(
-        variant=variant, degree=degree, integrand=integrand, lower_order_final=lof, max_amplification=cap,
-        **({"final_degree": final} if lof else {}), **({"time": time} if time else {}))
-    for label, variant, time in (("tab", "tab", "auto"), ("tabvp", "tab", "vp_linear"), ("logrhoab", "logrhoab", None))
-    for integrand in ("eps", "v", "data")
-    for degree in (1, 2, 3)
-    for lof, final in ((True, 1), (True, 2), (False, None))
-    for cap in (None, 1.5)
-    if not (final == 2 and (degree < 2 or integrand != "eps"))  # final_degree is the eps integrand's (deis.plan)
+#: The search's candidates (benchmarks/selection.py): Sampler DEIS (advanced) options, with tAB's time as
+#: ``time`` ("model": the model's own, its sigma table or t = sigma; "vp_linear": the paper's VP time).
+CANDIDATES = {**selection.CANDIDATES["sd"], **selection.CANDIDATES["flow"]}
+#: The release before's deis_auto, per form, in this release's options (selection.BASELINE).
+BASELINE_OPTIONS = {
+    "sd": dict(variant="tab", time="vp_linear", degree=2, integrand="eps", corrector=False, final_degree=1,
+               max_amplification=None, lower_order_final=True),
+    "flow": dict(variant="tab", time="model", degree=2, integrand="v", corrector=False, final_degree=0,
+                 max_amplification=1.5, lower_order_final=False),
 }
 CACHE = Path(__file__).resolve().parent.parent / "out" / "comfy_accuracy_cache.json"
 
@@ -62,16 +60,27 @@ def steps_for(name, nfe):
     return nfe
 
 
-def sampler_for(name):
+def core_options(options):
+    """A candidate's options for the core: ``time`` becomes tAB's ``time_map`` (absent: the model's own)."""
+    pack = comfy_support.import_pack()
+    options = dict(options)
+    if options.pop("time", "model") == "vp_linear":
+        options["time_map"] = pack.deis.VPLinearTime()
+    return options
+
+
+def sampler_for(name, kind):
+    """ComfyUI's sampler object for a built-in, a search candidate, the baseline or a pack entry."""
     import comfy.samplers
 
-    if name in CANDIDATES:
+    if name in CANDIDATES or name == selection.BASELINE:
         pack = comfy_support.import_pack()
-        return comfy.samplers.KSAMPLER(pack.nodes.samplers.comfy_sampler({}), extra_options=dict(CANDIDATES[name]))
+        options = CANDIDATES.get(name) or BASELINE_OPTIONS[selection.form_of(kind)]
+        return comfy.samplers.KSAMPLER(pack.nodes.samplers.comfy_sampler({}), extra_options=core_options(options))
     return comfy.samplers.sampler_object(name)
 
 
-def run(model, name, scheduler, nfe, noise, latent, guidance=None):
+def run(model, kind, name, scheduler, nfe, noise, latent, guidance=None):
     """(x at sigma = 0, sigmas), or None where the NFE does not fit the sampler."""
     import comfy.sample
     import comfy.samplers
@@ -94,7 +103,7 @@ def run(model, name, scheduler, nfe, noise, latent, guidance=None):
     model.set_model_unet_function_wrapper(wrapper)
     cfg = 1.0 if guidance is None else guidance
     out = comfy.sample.sample_custom(
-        model, noise, cfg, sampler_for(name), sigmas, comfy_support.empty_conditioning(positive=guidance is not None),
+        model, noise, cfg, sampler_for(name, kind), sigmas, comfy_support.empty_conditioning(positive=guidance is not None),
         comfy_support.empty_conditioning(), latent, disable_pbar=True, seed=0)
     # ComfyUI's ddim_uniform rounds: at some step counts it gives a step more than asked for, to every sampler.
     expected = (len(sigmas) - 1) * (2 if name in TWO_STAGE else 1) - (name in TWO_STAGE)
@@ -125,14 +134,14 @@ def measure(names, families, results=None, seed=0, log=print, models=None, nfes=
         for kind in family.models:
             if models is not None and kind not in models:
                 continue
-            form = "ve" if kind == "eps" else "flow"
+            form = comfy_support.form_of(kind)
             model = comfy_support.exact_model(kind, denoiser=family.denoiser(form))
             model_sampling = model.get_model_object("model_sampling")
             todo = [(s, n, name) for s in SCHEDULERS for n in nfes for name in names
                     if (family_name, kind, s, n, name) not in results]
             for scheduler, nfe, name in todo:
                 try:
-                    ran = run(model, name, scheduler, nfe, noise, latent, family.guidance)
+                    ran = run(model, kind, name, scheduler, nfe, noise, latent, family.guidance)
                 except ValueError as error:  # a candidate that refuses a schedule counts as a failed cell
                     if name not in CANDIDATES:
                         raise
@@ -290,33 +299,58 @@ def plot(results, names, families, path):
 
 # --------------------------------------------------------------------------- search
 
-def search(results, candidates, tuning, log=print):
-    """The selection protocol (benchmarks.selection): screen every candidate, measure the finalists
-    in full, rank them per form. Returns {form: ranked rows} and the markdown."""
+REFERENCE_NAMES = ("deis", "euler", "dpmpp_2m", "uni_pc_bh2", selection.BASELINE)
+
+
+def screening(results):
+    """The screening cells of ``results`` (rule 7): only the NFE every candidate ran at."""
+    return {k: v for k, v in results.items() if k[3] in selection.SCREENING_NFES}
+
+
+def search(results, log=print, shard=None):
+    """The selection protocol (benchmarks.selection): screen every candidate, measure the finalists in full,
+    rank them per form, choose. With ``shard = (k, n)`` only screen the k-th of n slices of the candidates
+    (a last run without a shard, reading every shard's cache, does the rest). Returns the markdown."""
     text = []
-    ranked = {}
-    for form, models in selection.FORMS.items():
-        families = [f for f in tuning if set(FAMILIES[f].models) & set(models)]
+    for form, models in selection.TUNING_MODELS.items():
+        families = selection.tuning_families(form)
+        candidates = sorted(selection.CANDIDATES[form])
+        if shard is not None:
+            k, n = shard
+            candidates = candidates[k::n]
         for family in families:
+            measure(REFERENCE_NAMES, [family], results, log=log, models=models)
             measure(candidates, [family], results, log=log, models=models, nfes=selection.SCREENING_NFES)
-        screened = selection.rank(results, candidates, families, form)
+        if shard is not None:
+            continue
+        screened = selection.rank(screening(results), candidates + [selection.BASELINE], form)
         finalists = [row["name"] for row in screened[:selection.FINALISTS]]
         for family in families:
             measure(finalists, [family], results, log=log, models=models)
-        ranked[form] = selection.rank(results, finalists, families, form)
-        text += ["", f"### {form}: the finalists on every cell", "",
-                 "| candidate | eligible | failed cells | failed under CFG | score | vs deis | vs dpmpp_2m |",
-                 "|---|---|---:|---:|---:|---:|---:|"]
+        ranked = selection.rank(results, finalists + [selection.BASELINE], form)
+        chosen = selection.choose(ranked, results, form)
+        text += ["", f"### {form}: the finalists on every tuning cell", "",
+                 f"Chosen (rule 4): `{chosen}`" + ("" if chosen != selection.BASELINE else
+                                                    " (no eligible candidate is 15 % better than the baseline)"),
+                 "", "| candidate | eligible | failed cells | failed under CFG | beta rule | zsnr rule | score "
+                 "| vs deis | vs dpmpp_2m | vs uni_pc_bh2 |", "|---|---|---:|---:|---|---|---:|---:|---:|---:|"]
         text += [f"| {r['name']} | {'yes' if r['eligible'] else 'no'} | {r['failed']} | {r['guided_failed']} | "
-                 f"{r['score']:.3f} | {r['vs_deis']:.3f} | {r['vs_dpmpp_2m']:.3f} |" for r in ranked[form]]
-    return ranked, "\n".join(text)
+                 f"{'holds' if r['beta'] else 'fails'} | {'holds' if r['high_sigma'] else 'fails'} | "
+                 f"{r['score']:.3f} | {r['vs_deis']:.3f} | {r['vs_dpmpp_2m']:.3f} | {r['vs_uni_pc_bh2']:.3f} |"
+                 for r in ranked]
+        text += ["", f"Screening (8, 15, 30, 50 NFE), the first 40 of {len(screened)}:", "",
+                 "| candidate | eligible | failed | under CFG | score | vs deis |", "|---|---|---:|---:|---:|---:|"]
+        text += [f"| {r['name']} | {'yes' if r['eligible'] else 'no'} | {r['failed']} | {r['guided_failed']} | "
+                 f"{r['score']:.3f} | {r['vs_deis']:.3f} |" for r in screened[:40]]
+    return "\n".join(text)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--plot", type=Path, default=None)
-    parser.add_argument("--search", action="store_true", help="run the selection protocol over CANDIDATES")
+    parser.add_argument("--search", action="store_true", help="run the selection protocol (benchmarks/selection.py)")
+    parser.add_argument("--shard", default=None, help="k/n: screen only the k-th of n slices of the candidates")
     parser.add_argument("--families", nargs="*", default=None)
     parser.add_argument("--cache", type=Path, nargs="*", default=[CACHE],
                         help="result caches: read all, write the first")
@@ -328,54 +362,15 @@ def main():
     results = {}
     for path in args.cache:
         results.update(load_cache(path))
-    families = args.families or list(FAMILIES)
-    tuning = [f for f in families if f not in HELD_OUT]
     if args.search:
-        measure(["deis", "euler", "dpmpp_2m"], tuning, results)
-        ranked, table = search(results, list(CANDIDATES), tuning)
-        save_cache(results, args.cache[0])
+        shard = None if args.shard is None else tuple(int(v) for v in args.shard.split("/"))
+        try:
+            table = search(results, shard=shard)
+        finally:
+            save_cache(results, args.cache[0])
         publish("## The selection protocol's search (benchmarks/selection.py)\n" + table, args.out)
         return
-
-    pack = [name for name, options in KSAMPLER_CONFIGURATIONS.items() if not options.get("eta")]  # ODE entries
-    names = pack + list(BUILTINS)
-    measure(names, families, results)
-    save_cache(results, args.cache[0])
-    unguided = [f for f in tuning if f not in GUIDED]
-    text = ["## Accuracy in ComfyUI over problem families", "",
-            f"Error at sigma = 0 against the exact ODE solution, on {len(SCHEDULERS)} schedulers at "
-            f"{NFES[0]} to {NFES[-1]} model calls (NFE). Held out of every choice: {', '.join(HELD_OUT)}. "
-            "The rules and the score are benchmarks/selection.py's.", ""]
-    for form, models in selection.FORMS.items():
-        fams = [f for f in families if set(FAMILIES[f].models) & set(models)]
-        tune = [f for f in fams if f in tuning]
-        won = {f: usual_cells_won(results, RECOMMENDED, f) for f in fams
-               if f in ("digits", "flow-digits") and set(FAMILIES[f].models) & set(models)}
-        text += [f"### {form}: the recommended `{RECOMMENDED}`", "",
-                 f"Family-balanced geometric mean of the error ratio over the tuning families: "
-                 f"{selection.balanced(results, RECOMMENDED, tune, 'deis', form):.3f} of `deis`'s and "
-                 f"{selection.balanced(results, RECOMMENDED, tune, 'dpmpp_2m', form):.3f} of `dpmpp_2m`'s "
-                 f"(with the held-out family: {selection.balanced(results, RECOMMENDED, fams, 'deis', form):.3f} and "
-                 f"{selection.balanced(results, RECOMMENDED, fams, 'dpmpp_2m', form):.3f}).", ""]
-        for family, (w, total) in won.items():
-            text.append(f"On `{family}` at {USUAL_NFES[0]} to {USUAL_NFES[-1]} steps on "
-                        f"{', '.join(USUAL_SCHEDULERS)}: at most `deis`'s and `dpmpp_2m`'s error in {w} of {total} "
-                        f"cells.")
-        text += ["", "Failed cells (at 8 NFE or more: above 1.25x `deis`, above 1.05x `euler`, growing by more than "
-                 "10 % from 15 NFE up, or not finite), and the worst ratios:", "",
-                 failure_table(results, names, fams, form), "",
-                 "Geometric mean of the error over `deis`'s (cells below it):", "",
-                 summary_table(results, names, fams, "deis", form), "",
-                 "... and over `dpmpp_2m`'s:", "", summary_table(results, names, fams, "dpmpp_2m", form), "",
-                 "What to pick: the lowest family-balanced geometric mean of the error over the tuning families "
-                 "without CFG, and over the guided family with CFG:", "",
-                 pick_table(results, pack, [f for f in unguided if f in fams], [f for f in fams if f in GUIDED], form),
-                 ""]
-    for family in families:
-        text += ["", f"### {family}: error at sigma = 0; best in bold", markdown_cells(results, names, family)]
-    publish("\n".join(text), args.out)
-    if args.plot:
-        plot(results, [RECOMMENDED, "deis", "dpmpp_2m", "euler", "uni_pc_bh2"], families, args.plot)
+    report(results, args, KSAMPLER_CONFIGURATIONS, RECOMMENDED)
 
 
 if __name__ == "__main__":

@@ -22,10 +22,17 @@ The families:
   ``D = D_uncond + 6 (D_cond - D_uncond)``.
 - ``digits``: the learned EDM-style denoiser on scikit-learn's digits (benchmarks.digits).
 - ``flow-digits``: the learned flow-matching denoiser on the same digits.
-- ``spectral``: held out of every choice. A mixture in 256 dimensions whose coordinates vary on
-  scales that fall as a power law (coordinate j on the scale j^-1/2, from 1 to 0.06), between
-  the components as within them, as an image's frequencies do: each coordinate resolves at its
-  own noise level, over two decades of sigma at once.
+Held out of every choice (``benchmarks.selection.HELD_OUT``), on every model kind of the benchmark:
+
+- ``spectral``: a mixture in 256 dimensions whose coordinates vary on scales that fall as a power
+  law (coordinate j on the scale j^-1/2, from 1 to 0.06), between the components as within them,
+  as an image's frequencies do: each coordinate resolves at its own noise level, over two decades
+  of sigma at once.
+- ``curve``: 48 tight components strung along a smooth closed curve in 64 dimensions: a
+  near-continuum of modes, as a data manifold is, where a sample must settle on a position along
+  the curve rather than on one of a few separate points.
+- ``guided-spectral``: ``spectral`` under classifier-free guidance at scale 5, conditioned on two of
+  its six components.
 """
 
 import math
@@ -42,10 +49,18 @@ SIGMA_END = 1e-6
 class JointMixture:
     """A mixture of isotropic Gaussians ``N(m_k, s_k^2 I)`` in ``dim`` dimensions."""
 
-    def __init__(self, dim, components, spread, seed, conditional=None, spectrum=None):
+    def __init__(self, dim, components, spread, seed, conditional=None, spectrum=None, curve=False):
         generator = np.random.default_rng(seed)
         # Means on a scale that gives the data about unit variance per coordinate.
         self.means = generator.normal(size=(components, dim)) * math.sqrt(max(1.0 - spread ** 2, 0.1))
+        if curve:
+            # Points along a closed curve: a few random harmonics per coordinate, scaled to unit variance.
+            tau = np.arange(components) / components
+            harmonics = np.arange(1, 5)
+            amplitude = generator.normal(size=(dim, harmonics.size)) / harmonics
+            phase = generator.uniform(0, 2 * np.pi, size=(dim, harmonics.size))
+            path = (amplitude[None] * np.cos(2 * np.pi * harmonics * tau[:, None, None] + phase[None])).sum(-1)
+            self.means = path / path.std(axis=0, keepdims=True) * math.sqrt(1.0 - spread ** 2)
         self.stds = spread * generator.uniform(0.5, 1.5, size=components)[:, None] * np.ones((1, dim))
         if spectrum is not None:
             # An image-like power spectrum: coordinate j (from 1) varies on the scale j^(-spectrum / 2),
@@ -161,18 +176,29 @@ def _coordinate(form):
 JOINT_16 = JointMixture(dim=16, components=3, spread=0.1, seed=16)
 JOINT_64 = JointMixture(dim=64, components=8, spread=0.05, seed=64, conditional=(0, 1, 2))
 JOINT_256 = JointMixture(dim=256, components=16, spread=0.2, seed=256)
-SPECTRAL = JointMixture(dim=256, components=6, spread=0.3, seed=1024, spectrum=1.0)
+SPECTRAL = JointMixture(dim=256, components=6, spread=0.3, seed=1024, spectrum=1.0, conditional=(0, 1))
+CURVE = JointMixture(dim=64, components=48, spread=0.05, seed=4096, curve=True)
 GUIDANCE_SCALE = 6.0
+HELD_OUT_GUIDANCE_SCALE = 5.0
 
 MIXTURE_MODELS = ("eps", "flow", "flux")
+#: The guided family also runs on a v-prediction model with zero terminal SNR, whose sigma_max is 4500.
+GUIDED_MODELS = MIXTURE_MODELS + ("zsnr",)
+#: The held-out families run on every model kind of tests/comfy_support.py: besides the three above, two
+#: more flow shifts (AuraFlow 1.73, Lumina 2 6), zero terminal SNR, EDM (Playground), SVD (sigma_max 700),
+#: Stable Audio (500) and Stable Cascade.
+ALL_MODELS = MIXTURE_MODELS + ("flow-aura", "flow-lumina", "zsnr", "edm", "svd", "audio", "cascade")
 FAMILIES = {f.name: f for f in (
     Family("coordinate", (2, 4, 8, 8), MIXTURE_MODELS, _coordinate),
     Family("joint-16", (8, 4, 2, 2), MIXTURE_MODELS, JOINT_16.denoiser),
     Family("joint-64", (8, 4, 4, 4), MIXTURE_MODELS, JOINT_64.denoiser),
     Family("joint-256", (4, 4, 8, 8), MIXTURE_MODELS, JOINT_256.denoiser),
-    Family("guided", (8, 4, 4, 4), MIXTURE_MODELS, JOINT_64.denoiser, guidance=GUIDANCE_SCALE,
+    Family("guided", (8, 4, 4, 4), GUIDED_MODELS, JOINT_64.denoiser, guidance=GUIDANCE_SCALE,
            reference_denoiser=lambda form: JOINT_64.guided_denoiser(form, GUIDANCE_SCALE)),
     Family("digits", (16, 4, 4, 4), ("eps",), lambda form: learned("ve")),
     Family("flow-digits", (16, 4, 4, 4), ("flow", "flux"), lambda form: learned("flow")),
-    Family("spectral", (8, 4, 8, 8), MIXTURE_MODELS, SPECTRAL.denoiser),
+    Family("spectral", (8, 4, 8, 8), ALL_MODELS, SPECTRAL.denoiser),
+    Family("curve", (8, 4, 4, 4), ALL_MODELS, CURVE.denoiser),
+    Family("guided-spectral", (8, 4, 8, 8), ALL_MODELS, SPECTRAL.denoiser, guidance=HELD_OUT_GUIDANCE_SCALE,
+           reference_denoiser=lambda form: SPECTRAL.guided_denoiser(form, HELD_OUT_GUIDANCE_SCALE)),
 )}

@@ -1,31 +1,42 @@
 """The selection protocol: which DEIS configuration may be recommended, written before the search.
 
-A cell is one (family, model, scheduler, NFE); its value is a sampler's error at sigma = 0
-(benchmarks.comfy_accuracy). The rules, in order:
+This is the protocol of the release that adds the corrector (an Adams-Moulton correction, UniPC's
+UniC, at no extra model call). It was written, with its design space (``CANDIDATES``), before any
+candidate of that space ran on the benchmark.
 
-1. Robustness first. A configuration fails a cell at 8 NFE or more when
+A cell is one (family, model, scheduler, NFE); its value is a sampler's error at sigma = 0
+(benchmarks.comfy_accuracy). ``BASELINE`` is the recommended configuration of the release before
+(the KSampler entry ``deis_auto`` as it was), run in the same harness as every candidate.
+
+1. A configuration fails a cell at 8 NFE or more when
    - its output is not finite, or
    - its error is above 1.25 times ComfyUI's ``deis``'s, or
    - its error is above 1.05 times ComfyUI's ``euler``'s, or
    - from 15 NFE up, its error is more than 10 % above its own error at any smaller NFE of 15
      or more on the same model and scheduler (more steps must not cost accuracy).
-   It is eligible for a form (SD-style: the ``eps`` model; flow: ``flow`` and ``flux``) only if
-   it fails no cell of that form in any unguided tuning family, and in the guided family fails
-   at most 8 cells, none of them by more than 2 times ``deis``'s error or 1.5 times ``euler``'s.
-   If no configuration of a form is eligible, the ranking falls back to the number of failed cells
-   over all tuning families, guided included (fewest first), then to the score below.
-2. Among the eligible, rank by the family-balanced score: for each tuning family, the geometric
-   mean over its cells of the form (NFE 5 to 50) of the error over ``deis``'s, and the same over
-   ``dpmpp_2m``'s; the score is the geometric mean of both over the families, each family
-   weighing the same. Lower is better.
-3. Each form is ranked on its own; the recommended sampler may depend only on what the pack
-   knows before sampling (the form and the schedule), not on the family.
-4. ``spectral`` is held out: no choice looks at it; it is reported once the choice is made.
-5. A configuration enters the KSampler dropdown only as a form's winner, or as the eligible
-   configuration with the lowest error under guidance; the dropdown keeps four entries or fewer.
-6. The search is staged to fit the machine: every candidate is first measured at 8, 15, 30 and
-   50 NFE only; per form, the 24 ranked first there by these same rules are measured on every
-   cell and ranked again. Only that second ranking chooses.
+2. It is eligible for a form (SD-style: the VE models; flow: the flow models) only if, on the tuning
+   cells of that form:
+   a. it fails no more unguided cells than ``BASELINE``, and no more guided cells;
+   b. (flow) its error is at most ``deis``'s in every cell of the ``beta`` scheduler at 20 to 50 NFE;
+   c. (SD-style) on the v-prediction model with zero terminal SNR (sigma_max 4500) under CFG, at 10
+      NFE on ``karras`` and ``deis_time_quadratic``, its error is at most 1.5 times ``euler``'s.
+3. Among the eligible, rank by the family-balanced score: for each tuning family, the geometric
+   mean over its cells of the form (NFE 5 to 50) of the error over ``deis``'s, over
+   ``dpmpp_2m``'s and over ``uni_pc_bh2``'s; the score is the geometric mean of the three over the
+   families, each family weighing the same. Lower is better.
+4. The form's recommended configuration changes only to the first-ranked eligible candidate, and
+   only if its family-balanced error over ``deis``'s is at most 0.85 times ``BASELINE``'s (15 %
+   lower). Otherwise ``BASELINE`` stays for that form, and the search is recorded in docs/.
+5. Each form is ranked on its own; the configuration may depend only on what the pack knows before
+   sampling (the form and the schedule), not on the family.
+6. Held out of every choice, and reported once it is made: the families ``HELD_OUT`` and the model
+   kinds ``HELD_OUT_MODELS`` (they run on no candidate but the chosen ones).
+7. The search is staged to fit the machine: every candidate is first measured at 8, 15, 30 and
+   50 NFE only; per form, the 24 ranked first there by these same rules (eligibility against
+   ``BASELINE``'s failures on the same cells) are measured on every cell and ranked again. Only that
+   second ranking chooses.
+8. The KSampler dropdown keeps four entries or fewer: the recommended sampler (``deis_auto``, one
+   configuration per form) and the stochastic one (``deis_sde``, chosen by benchmarks/stochastic.py).
 """
 
 import math
@@ -35,40 +46,93 @@ from benchmarks.families import FAMILIES
 NFES = (5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50)
 SCHEDULERS = ("normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform", "beta",
               "linear_quadratic", "kl_optimal", "deis_time_quadratic")
-HELD_OUT = ("spectral",)
-GUIDED = ("guided",)
-FORMS = {"sd": ("eps",), "flow": ("flow", "flux")}
+HELD_OUT = ("spectral", "curve", "guided-spectral")
+GUIDED = ("guided", "guided-spectral")
+TUNING_MODELS = {"sd": ("eps", "zsnr"), "flow": ("flow", "flux")}
+HELD_OUT_MODELS = {"sd": ("edm", "svd", "audio", "cascade"), "flow": ("flow-aura", "flow-lumina")}
+FORMS = {form: TUNING_MODELS[form] + HELD_OUT_MODELS[form] for form in TUNING_MODELS}
+#: The release before's recommended configuration, by form, as Sampler DEIS (advanced) options.
+BASELINE = "baseline"
 
 CHECKED_FROM_NFE = 8
 MAX_VS_DEIS = 1.25
 MAX_VS_EULER = 1.05
 GROWTH_FROM_NFE = 15
 MAX_GROWTH = 1.10
-GUIDED_MAX_FAILURES = 8
-GUIDED_MAX_VS_DEIS = 2.0
-GUIDED_MAX_VS_EULER = 1.5
+BETA_NFES = (20, 25, 30, 40, 50)
+HIGH_SIGMA_MODEL, HIGH_SIGMA_NFE, HIGH_SIGMA_SCHEDULERS, HIGH_SIGMA_VS_EULER = (
+    "zsnr", 10, ("karras", "deis_time_quadratic"), 1.5)
+REFERENCES = ("deis", "dpmpp_2m", "uni_pc_bh2")
+SHIP_FACTOR = 0.85
 SCREENING_NFES = (8, 15, 30, 50)
 FINALISTS = 24
+
+
+def candidate_name(options):
+    """A short, unique name for a candidate's options."""
+    time = {"model": "", "vp_linear": "vp"}.get(options.get("time"), "")
+    parts = [f"{options['variant']}{time}{options['degree']}", options["integrand"],
+             "c" if options["corrector"] else "p", f"f{options['final_degree']}"]
+    if options.get("max_amplification"):
+        parts.append(f"a{options['max_amplification']:g}")
+    if not options["lower_order_final"]:
+        parts.append("full")
+    return "-".join(parts)
+
+
+def _design_space():
+    """The candidates of this release's search, per form: every combination of the interpolation variable,
+    the integrand, the degree, the corrector, the degree of the step into sigma = 0, the amplification cap
+    and (flow) lower_order_final. A degree of the step into 0 above the plan's degree would repeat a lower
+    one, so it is left out."""
+    space = {}
+    variables = {"sd": (("tab", "model"), ("tab", "vp_linear"), ("logrhoab", None)),
+                 "flow": (("tab", "model"), ("logrhoab", None))}
+    for form, choices in variables.items():
+        space[form] = {}
+        for variant, time in choices:
+            for integrand in ("eps", "v", "data"):
+                for degree in (1, 2, 3):
+                    for corrector in (False, True):
+                        for final in range(min(degree, 2) + 1):
+                            for cap in (None, 1.5):
+                                for lof in ((True,) if form == "sd" else (True, False)):
+                                    options = dict(variant=variant, degree=degree, integrand=integrand,
+                                                   corrector=corrector, final_degree=final, max_amplification=cap,
+                                                   lower_order_final=lof)
+                                    if time:
+                                        options["time"] = time
+                                    space[form][candidate_name(options)] = options
+    return space
+
+
+CANDIDATES = _design_space()
 
 
 def form_of(model):
     return next(form for form, models in FORMS.items() if model in models)
 
 
-def rows(families, form=None):
-    """(family, model, scheduler) for every row of cells, optionally of one form only."""
+def rows(families, form=None, models=None):
+    """(family, model, scheduler) for every row of cells, optionally of one form, or of given models, only."""
     return [(f, m, s) for f in families for m in FAMILIES[f].models for s in SCHEDULERS
-            if form is None or form_of(m) == form]
+            if (form is None or form_of(m) == form) and (models is None or m in models)]
 
 
-def cells(families, form=None):
-    return [row + (n,) for row in rows(families, form) for n in NFES]
+def cells(families, form=None, models=None):
+    return [row + (n,) for row in rows(families, form, models) for n in NFES]
 
 
-def failures(results, name, families, form=None):
+def tuning_families(form, families=None):
+    """The families of the form's tuning cells (guided ones included)."""
+    return [f for f in (families or FAMILIES) if f not in HELD_OUT
+            and set(FAMILIES[f].models) & set(TUNING_MODELS[form])]
+
+
+def failures(results, name, families, form=None, models=None):
     """``{cell: [reasons]}`` for every cell at ``CHECKED_FROM_NFE`` or more that ``name`` fails."""
     failed = {}
-    for row in rows(families, form):
+    for row in rows(families, form, models):
         errors = {n: results.get(row + (n, name)) for n in NFES}
         for n in NFES:
             error = errors[n]
@@ -90,23 +154,53 @@ def failures(results, name, families, form=None):
     return failed
 
 
-def worst_ratio(results, name, families, against, form=None):
-    """The largest error ratio of ``name`` over ``against`` in the checked cells."""
-    return max((r for c, r in cell_ratios(results, name, families, against, form) if c[3] >= CHECKED_FROM_NFE),
-               default=float("nan"))
+def failed_counts(results, name, form, families=None):
+    """(unguided, guided) failed tuning cells of ``name`` in ``form``."""
+    models = TUNING_MODELS[form]
+    tuning = tuning_families(form, families)
+    unguided = sum(len(failures(results, name, [f], form, models)) for f in tuning if f not in GUIDED)
+    guided = sum(len(failures(results, name, [f], form, models)) for f in tuning if f in GUIDED)
+    return unguided, guided
 
 
-def guided_holds(results, name, family, form=None):
-    """The guided family's rule: few failed cells, and none far off ``deis`` or ``euler``."""
-    return (len(failures(results, name, [family], form)) <= GUIDED_MAX_FAILURES
-            and worst_ratio(results, name, [family], "deis", form) <= GUIDED_MAX_VS_DEIS
-            and worst_ratio(results, name, [family], "euler", form) <= GUIDED_MAX_VS_EULER)
+def beta_holds(results, name, form, families=None):
+    """Rule 2b: at most deis's error in every tuning cell of ``beta`` at 20 to 50 NFE (flow)."""
+    if form != "flow":
+        return True
+    for row in rows(tuning_families(form, families), form, TUNING_MODELS[form]):
+        if row[2] != "beta":
+            continue
+        for n in BETA_NFES:
+            mine, theirs = results.get(row + (n, name)), results.get(row + (n, "deis"))
+            if mine is None or theirs is None or not math.isfinite(theirs):
+                continue
+            if not mine <= theirs:
+                return False
+    return True
 
 
-def eligible(results, name, tuning, form):
-    unguided = [f for f in tuning if f not in GUIDED]
-    return (not failures(results, name, unguided, form)
-            and all(guided_holds(results, name, f, form) for f in tuning if f in GUIDED))
+def high_sigma_holds(results, name, form, families=None):
+    """Rule 2c: under CFG on the zero-terminal-SNR model, at most 1.5 times euler's error at 10 NFE."""
+    if form != "sd":
+        return True
+    for family in tuning_families(form, families):
+        if family not in GUIDED or HIGH_SIGMA_MODEL not in FAMILIES[family].models:
+            continue
+        for scheduler in HIGH_SIGMA_SCHEDULERS:
+            cell = (family, HIGH_SIGMA_MODEL, scheduler, HIGH_SIGMA_NFE)
+            mine, euler = results.get(cell + (name,)), results.get(cell + ("euler",))
+            if mine is None or euler is None:
+                continue
+            if not mine <= HIGH_SIGMA_VS_EULER * euler:
+                return False
+    return True
+
+
+def eligible(results, name, form, families=None):
+    """Rule 2, against ``BASELINE``'s failures on the same cells."""
+    mine, baseline = failed_counts(results, name, form, families), failed_counts(results, BASELINE, form, families)
+    return (mine[0] <= baseline[0] and mine[1] <= baseline[1] and beta_holds(results, name, form, families)
+            and high_sigma_holds(results, name, form, families))
 
 
 def geomean(values):
@@ -114,14 +208,14 @@ def geomean(values):
     return math.exp(sum(map(math.log, values)) / len(values)) if values else float("nan")
 
 
-def cell_ratios(results, name, families, against, form=None):
+def cell_ratios(results, name, families, against, form=None, models=None):
     """(cell, error of ``name`` over ``against``'s) where both ran and ``against``'s output is finite.
 
     A non-finite output of ``name`` gives an infinite ratio; ComfyUI's ``deis`` returns NaN on
     a few cells (Flux's shift, ``exponential``, 50 steps), which then have no ratio to it.
     """
     out = []
-    for c in cells(families, form):
+    for c in cells(families, form, models):
         mine, theirs = results.get(c + (name,)), results.get(c + (against,))
         if mine is None or theirs is None or not math.isfinite(theirs):
             continue
@@ -129,31 +223,47 @@ def cell_ratios(results, name, families, against, form=None):
     return out
 
 
-def ratios(results, name, families, against, form=None):
-    return [r for _, r in cell_ratios(results, name, families, against, form)]
+def ratios(results, name, families, against, form=None, models=None):
+    return [r for _, r in cell_ratios(results, name, families, against, form, models)]
 
 
-def balanced(results, name, families, against, form=None):
+def worst_ratio(results, name, families, against, form=None, models=None):
+    """The largest error ratio of ``name`` over ``against`` in the checked cells."""
+    return max((r for c, r in cell_ratios(results, name, families, against, form, models)
+                if c[3] >= CHECKED_FROM_NFE), default=float("nan"))
+
+
+def balanced(results, name, families, against, form=None, models=None):
     """The family-balanced geometric mean of the error ratio: each family's geomean weighs the same."""
-    per_family = (ratios(results, name, [f], against, form) for f in families)
+    per_family = (ratios(results, name, [f], against, form, models) for f in families)
     return geomean(geomean(r) for r in per_family if r)
 
 
-def score(results, name, tuning, form):
-    """Rule 2: the geometric mean of the balanced ratios to ``deis`` and to ``dpmpp_2m``."""
-    return math.sqrt(balanced(results, name, tuning, "deis", form) * balanced(results, name, tuning, "dpmpp_2m", form))
+def score(results, name, form, families=None):
+    """Rule 3: the geometric mean of the tuning cells' balanced ratios to deis, dpmpp_2m and uni_pc_bh2."""
+    tuning, models = tuning_families(form, families), TUNING_MODELS[form]
+    return geomean(balanced(results, name, tuning, against, form, models) for against in REFERENCES)
 
 
-def rank(results, candidates, tuning, form):
+def rank(results, candidates, form, families=None):
     """Candidates of one form, eligible ones first, each group by score; with their failure counts."""
-    unguided = [f for f in tuning if f not in GUIDED]
+    tuning, models = tuning_families(form, families), TUNING_MODELS[form]
     table = []
     for name in candidates:
-        table.append(dict(name=name, eligible=eligible(results, name, tuning, form),
-                          failed=len(failures(results, name, unguided, form)),
-                          guided_failed=sum(len(failures(results, name, [f], form)) for f in tuning if f in GUIDED),
-                          score=score(results, name, tuning, form),
-                          vs_deis=balanced(results, name, tuning, "deis", form),
-                          vs_dpmpp_2m=balanced(results, name, tuning, "dpmpp_2m", form)))
-    return sorted(table, key=lambda r: (not r["eligible"], 0 if r["eligible"] else r["failed"] + r["guided_failed"],
-                                        r["score"]))
+        unguided, guided = failed_counts(results, name, form, families)
+        table.append(dict(name=name, eligible=eligible(results, name, form, families), failed=unguided,
+                          guided_failed=guided, beta=beta_holds(results, name, form, families),
+                          high_sigma=high_sigma_holds(results, name, form, families),
+                          score=score(results, name, form, families),
+                          **{f"vs_{a}": balanced(results, name, tuning, a, form, models) for a in REFERENCES}))
+    return sorted(table, key=lambda r: (not r["eligible"], r["score"]))
+
+
+def choose(ranked, results, form, families=None):
+    """Rule 4: the first eligible candidate if it is 15 % better than ``BASELINE`` against deis, else ``BASELINE``."""
+    tuning, models = tuning_families(form, families), TUNING_MODELS[form]
+    baseline = balanced(results, BASELINE, tuning, "deis", form, models)
+    for row in ranked:
+        if row["eligible"] and row["name"] != BASELINE:
+            return row["name"] if row["vs_deis"] <= SHIP_FACTOR * baseline else BASELINE
+    return BASELINE

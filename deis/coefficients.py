@@ -1,36 +1,38 @@
 """Coefficients of the DEIS family: small pure functions over float64 arrays.
 
-Notation (see docs/math.md): ``rho = sigma / alpha``, ``xh = x / alpha`` and
+Notation (docs/math.md): ``rho = sigma / alpha``, ``xh = x / alpha`` and
 ``eps_hat = (x - alpha * D) / sigma``, so that ``d xh / d rho = eps_hat`` exactly.
 
-Three integrands. ``"eps"`` is the paper's: integrate ``eps_hat`` in ``rho``. ``"v"`` takes the
-linear part of the ODE from a unit-variance Gaussian instead: with ``phi = arctan(rho)`` and
-``x_vp = xh cos(phi)`` (the VP-scaled state), ``d x_vp / d phi = v_hat`` where
-``v_hat = cos(phi) eps_hat - sin(phi) D`` is the v-prediction. For unit-Gaussian data
-``v_hat`` is zero along the ODE, so what is left to interpolate is only the data's departure
-from that prior; it is finite at both ends (``-D`` at the flow start, ``eps_hat`` at sigma = 0).
-The coefficients are the same Lagrange integrals with ``d phi = d rho / (1 + rho^2)`` as the
-measure. ``"data"`` is the data-prediction form (DPM-Solver++'s choice): with ``u = 1 / rho =
-alpha / sigma``, ``d (x / sigma) / d u = D``, so the polynomial interpolates the denoised value
-itself, with ``d u`` as the measure. Where the data has no spread (a stiff direction for the other
-two), ``D`` does not depend on ``x`` and a perturbation of ``x`` only shrinks with ``sigma``.
+Three integrands, each a change of variables ``y = x / scale(sigma)`` whose slope ``dy / d mu`` the
+polynomial follows:
 
-A multistep (AB) step of polynomial degree ``r`` is
+* ``"eps"`` (the paper's): ``y = xh``, ``mu = rho``, slope ``eps_hat``.
+* ``"v"``: ``y = x / sqrt(alpha^2 + sigma^2)`` (the VP-scaled state), ``mu = phi = arctan(rho)``,
+  slope ``v_hat = cos(phi) eps_hat - sin(phi) D``, the v-prediction. The linear part of the ODE is
+  taken from a unit-variance Gaussian, for which ``v_hat`` is zero along the ODE; it is finite at
+  both ends (``-D`` at the flow start, ``eps_hat`` at sigma = 0).
+* ``"data"`` (DPM-Solver++'s form): ``y = x / sigma``, ``mu = u = 1 / rho``, slope ``D`` itself.
+  Where the data has no spread ``D`` does not depend on ``x``.
 
-    xh_{i+1} = xh_i + sum_j C_ij * eps_hat_{i-j},   j = 0..r
-    C_ij     = integral from rho_i to rho_{i+1} of L_j(v(rho)) d rho
+A multistep step of polynomial degree ``r`` (Adams-Bashforth, the predictor) is
 
-where ``L_j`` is the Lagrange basis on the nodes ``v_i, ..., v_{i-r}`` of an interpolation
-variable ``v``: ``rho`` (rhoAB), ``log rho`` (log-rho AB) or the model's time ``t`` (tAB).
+    y_{i+1} = y_i + sum_j C_ij h_{i-j},   j = 0..r
+    C_ij    = integral from rho_i to rho_{i+1} of L_j(v(rho)) d mu
 
-The integrals are computed through moments. With ``s = (v - v_i) / (v_i - v_{i-1})``,
+where ``L_j`` is the Lagrange basis on the nodes ``v_i, ..., v_{i-r}`` of an interpolation variable
+``v``: ``rho`` (rhoAB), ``log rho`` (log-rho AB) or the model's time ``t`` (tAB). Its correction
+(Adams-Moulton, as UniPC's UniC applies it) is the same integral over the nodes
+``v_{i+1}, v_i, ..., v_{i-r}``: once the model has been called at the predicted ``y_{i+1}``, its slope
+there is one more node, and the step is taken again from ``y_i``, one degree higher.
+
+The integrals are computed through moments. With ``s = (v - v_i) / (v_{i+1} - v_i)``,
 ``L_j(s) = sum_m A_jm s^m`` and ``C_ij = sum_m A_jm M_im``, where the kernel moments
-``M_im = integral of s^m d rho`` (or ``d phi``, ``d u``) are exact for rhoAB in rho and
-Gauss-Legendre sums in ``l = log rho`` otherwise (split at every knot of the time map, so each
-panel is smooth).
+``M_im = integral of s^m d mu`` are exact for rho in rho and Gauss-Legendre sums in
+``l = log rho`` otherwise (split at every knot of the time map, so each panel is smooth).
 """
 
 import math
+from collections import namedtuple
 
 import numpy as np
 
@@ -38,7 +40,8 @@ import numpy as np
 #: kernel moments agree with 30-digit quadrature to about 1e-15 (tests/test_coefficients.py).
 PANEL_NODES = 12
 MAX_PANEL_WIDTH = 0.5
-#: The step into rho = 0 is integrated in rho, with this many nodes, below this rho.
+#: The step into rho = 0 is integrated in mu, with this many nodes, below this rho; the step from
+#: rho = inf (v and data integrands) in mu above its inverse.
 TAIL_NODES = 12
 ANALYTIC_TAIL_RHO = 0.5
 
@@ -48,12 +51,20 @@ _TAIL_LEGENDRE_X, _TAIL_LEGENDRE_W = np.polynomial.legendre.leggauss(TAIL_NODES)
 MAX_DEGREE = 3
 INTEGRANDS = ("eps", "v", "data")
 
-#: The fixed Adams-Bashforth weights of iPNDM, by polynomial degree.
-IPNDM_WEIGHTS = (
+#: The fixed Adams-Bashforth weights of iPNDM, by polynomial degree, newest node first.
+ADAMS_BASHFORTH = (
     (1.0,),
     (3 / 2, -1 / 2),
     (23 / 12, -16 / 12, 5 / 12),
     (55 / 24, -59 / 24, 37 / 24, -9 / 24),
+)
+#: The fixed Adams-Moulton weights (the corrections of iPNDM's steps), by degree, newest node first.
+ADAMS_MOULTON = (
+    (1.0,),
+    (1 / 2, 1 / 2),
+    (5 / 12, 8 / 12, -1 / 12),
+    (9 / 24, 19 / 24, -5 / 24, 1 / 24),
+    (251 / 720, 646 / 720, -264 / 720, 106 / 720, -19 / 720),
 )
 
 
@@ -66,7 +77,7 @@ def measure(integrand, rho, power=1.0):
     """The integration variable at each rho: ``rho`` for eps, ``phi`` for v, ``u = rho^-power`` for data.
 
     ``power`` is 1 for the ODE; a stochastic data step (``1 + eta``) integrates against the
-    SDE's own kernel ``d(rho^-(1 + eta))`` (deis.plan, docs/stochastic.md).
+    SDE's own kernel ``d(rho^-(1 + eta))`` (docs/stochastic.md).
     """
     if integrand == "eps":
         return np.asarray(rho, dtype=np.float64)
@@ -78,20 +89,35 @@ def measure(integrand, rho, power=1.0):
     raise ValueError(f"unknown integrand {integrand!r}; expected one of {', '.join(INTEGRANDS)}")
 
 
-# --------------------------------------------------------------------------- variables
+# --------------------------------------------------------------------------- interpolation variables
 
-def interpolation_nodes(variant, rho, time_map=None):
-    """The interpolation variable ``v`` at each rho of the schedule (inf where undefined)."""
-    rho = np.asarray(rho, dtype=np.float64)
-    with np.errstate(divide="ignore"):
-        if variant in ("rhoab", "ipndm", "ipndm_v"):
-            return rho.copy()
-        if variant == "logrhoab":
-            return np.log(rho)
-        if variant == "tab":
-            return time_map.t_of_logrho(np.log(rho))
+#: An interpolation variable: ``of_logrho`` maps l = log rho to v (vectorised), ``knots`` are the l where it
+#: is not smooth, ``is_rho`` marks rho itself (closed-form moments), ``finite_at_zero`` says whether it is
+#: analytic in rho down to rho = 0.
+Variable = namedtuple("Variable", "name of_logrho knots is_rho finite_at_zero")
+
+RHO = Variable("rho", np.exp, (), True, True)
+LOG_RHO = Variable("log rho", lambda log_rho: np.asarray(log_rho, dtype=np.float64), (), False, False)
+
+
+def variable_of(variant, time_map=None):
+    """The interpolation variable of a multistep variant: rho (rhoAB, iPNDM), log rho or the model's time."""
+    if variant in ("rhoab", "ipndm"):
+        return RHO
+    if variant == "logrhoab":
+        return LOG_RHO
+    if variant == "tab":
+        return Variable("time", time_map.t_of_logrho, tuple(time_map.knots), False, time_map.finite_at_zero)
     raise ValueError(f"unknown multistep variant {variant!r}")
 
+
+def nodes_of(variable, rho):
+    """The variable at each rho of the schedule (inf or -inf where it is undefined)."""
+    with np.errstate(divide="ignore"):
+        return variable.of_logrho(np.log(np.asarray(rho, dtype=np.float64)))
+
+
+# --------------------------------------------------------------------------- degrees
 
 #: A polynomial step into sigma = 0 starts at most here, in rho = sigma / alpha; from higher it is DDIM.
 #: Latents are scaled to about unit variance, so a last step from above rho = 1/2 crosses the noise
@@ -102,68 +128,61 @@ FINAL_STEP_MAX_RHO = 0.5
 FEW_STEPS = 15
 
 
-def step_degrees(v, degree, rho, lower_order_final=True, final_degree=1):
-    """Polynomial degree of each step: warm start, unusable nodes and the final steps.
-
-    ``v`` holds the interpolation variable at every sigma of the schedule, ``rho`` the
-    noise-to-signal ratio. Early steps use the history they have. A node where ``v`` is infinite
-    (``rho = inf`` at the flow start, for every variable but a flow time) cannot enter a
-    polynomial, so it is left out of the history. With ``lower_order_final`` the step into
-    sigma = 0 is taken in rho at degree ``final_degree`` at most, and is DDIM where it starts above
-    ``FINAL_STEP_MAX_RHO``; with fewer than ``FEW_STEPS`` steps the step before it is at most
-    degree 1, as in diffusers.
-    """
-    n_steps = len(v) - 1
-    first_usable = 0 if np.isfinite(v[0]) else 1
-    degrees = np.minimum(degree, np.maximum(np.arange(n_steps) - first_usable, 0))
-    if lower_order_final and rho[-1] == 0:
-        usable_in_rho = int(np.isfinite(rho[:-1]).sum()) - 1
-        degrees[-1] = min(degree, final_degree, usable_in_rho) if rho[-2] <= FINAL_STEP_MAX_RHO else 0
-        if 2 <= n_steps < FEW_STEPS:
-            degrees[-2] = min(degrees[-2], 1)
-    return degrees
-
-
 #: The absolute sum of the constant-step Adams-Bashforth weights of each degree over their sum: how much a
 #: multistep formula of that degree amplifies an error in its history when its steps are even.
-AB_AMPLIFICATION = tuple(float(np.abs(w).sum()) for w in IPNDM_WEIGHTS)
+AB_AMPLIFICATION = tuple(float(np.abs(w).sum()) for w in ADAMS_BASHFORTH)
 
 
 def amplification(c):
     """``sum_j |C_j| / |sum_j C_j|`` of one step's coefficients: 1 at degree 0, 2 for constant-step AB2."""
+    c = np.asarray(c, dtype=np.float64)
     return float(np.abs(c).sum() / abs(c.sum()))
+
+
+def capped_degrees(degrees, weights_of, bound):
+    """Lower each step's degree until its weights amplify an error in the history at most ``bound`` times as
+    much as the constant-step Adams-Bashforth formula of that degree (``AB_AMPLIFICATION``).
+
+    ``weights_of(degrees)`` gives every step's predictor weights. Uneven steps in the interpolation variable
+    make the extrapolating polynomial's weights grow with the ratio of neighbouring step sizes
+    (variable-step AB2's are ``1 + w / 2`` and ``-w / 2`` for ``w = h_i / h_(i-1)``), and with them what an
+    error in the history costs.
+    """
+    degrees = np.array(degrees, copy=True)
+    while True:
+        over = [i for i, c in enumerate(weights_of(degrees))
+                if degrees[i] > 0 and amplification(c) > bound * AB_AMPLIFICATION[degrees[i]]]
+        if not over:
+            return degrees
+        degrees[over] -= 1
 
 
 # --------------------------------------------------------------------------- moments
 
-def rho_moments(rho, steps, origin, scale, n_moments, ends):
-    """Exact ``M_im = integral from rho_i to ends_i of ((rho - origin) / scale)^m d rho``.
-
-    Only valid when the interpolation variable is rho itself.
-    """
+def rho_moments(rho, steps, origin, scale, n_moments):
+    """Exact ``M_km = integral from rho_i to rho_{i+1} of ((rho - origin) / scale)^m d rho``, ``i = steps[k]``."""
     m = np.arange(n_moments) + 1
     s_start = (rho[steps] - origin) / scale
-    s_end = (ends[steps] - origin) / scale
+    s_end = (rho[steps + 1] - origin) / scale
     return scale[:, None] * (s_end[:, None] ** m - s_start[:, None] ** m) / m
 
 
-def quadrature_moments(v_of_logrho, rho, steps, origin, scale, n_moments, knots=(), integrand="eps", ends=None,
-                       power=1.0):
-    """``M_im = integral from rho_i to ends_i of ((v(rho) - origin) / scale)^m d mu`` (``ends``: rho_{i+1} by default).
+def quadrature_moments(variable, rho, steps, origin, scale, n_moments, integrand="eps", power=1.0):
+    """``M_km = integral from rho_i to rho_{i+1} of ((v(rho) - origin) / scale)^m d mu``, ``i = steps[k]``.
 
-    ``mu`` is rho for the eps integrand, ``phi = arctan(rho)`` for v and ``u = rho^-power`` for data. Integrated in
-    ``l = log rho`` as ``s(l)^m (d mu / dl) dl`` on Gauss-Legendre panels no wider than
-    MAX_PANEL_WIDTH and split at ``knots``. The step into rho = 0 ends below
-    ``ANALYTIC_TAIL_RHO`` with Gauss-Legendre in ``mu``, which needs ``v`` analytic in rho there;
-    for v and data, the step from rho = inf starts with Gauss-Legendre in phi (or u) above
+    ``mu`` is rho for the eps integrand, ``phi = arctan(rho)`` for v and ``u = rho^-power`` for data.
+    Integrated in ``l = log rho`` as ``s(l)^m (d mu / dl) dl`` on Gauss-Legendre panels no wider than
+    MAX_PANEL_WIDTH and split at the variable's knots. The step into rho = 0 ends below
+    ``ANALYTIC_TAIL_RHO`` with Gauss-Legendre in ``mu``, which needs ``v`` analytic in rho there; for v
+    and data, the step from rho = inf starts with Gauss-Legendre in phi (or u) above
     ``1 / ANALYTIC_TAIL_RHO``, which needs ``v`` analytic in ``1 / rho`` there (a flow time is).
-    The data integrand has no finite integral into rho = 0.
+    The data integrand has no finite integral into rho = 0, nor the eps integrand from rho = inf.
     """
-    ends = rho[1:] if ends is None else ends
+    v_of_logrho = variable.of_logrho
     moments = np.zeros((len(steps), n_moments))
     with np.errstate(divide="ignore"):
         hi = np.log(rho[steps])
-        lo = np.log(ends[steps])
+        lo = np.log(rho[steps + 1])
     if integrand == "v":
         def d_mu(log_rho):  # d phi / d l = sin(phi) cos(phi), written to stay finite for large |l|
             return 0.5 / np.cosh(log_rho)
@@ -183,7 +202,7 @@ def quadrature_moments(v_of_logrho, rho, steps, origin, scale, n_moments, knots=
             moments[:, m] -= np.bincount(rows, term, minlength=len(steps))
             term *= s
 
-    for k in np.flatnonzero(ends[steps] == 0):
+    for k in np.flatnonzero(rho[steps + 1] == 0):
         if integrand == "data":
             raise ValueError("the data integrand has no finite integral into rho = 0")
         rho_cut = min(rho[steps[k]], ANALYTIC_TAIL_RHO)
@@ -196,19 +215,19 @@ def quadrature_moments(v_of_logrho, rho, steps, origin, scale, n_moments, knots=
         if integrand == "eps":
             raise ValueError("the eps integrand has no finite integral from rho = inf")
         if integrand == "data":  # w = 1 / rho from 0 (rho = inf) up to w_cut; d u = power w^(power - 1) d w > 0
-            u_cut = float(min(1.0 / ends[steps[k]], ANALYTIC_TAIL_RHO))
+            u_cut = float(min(1.0 / rho[steps[k] + 1], ANALYTIC_TAIL_RHO))
             u = u_cut * 0.5 * (1.0 + _TAIL_LEGENDRE_X)
             accumulate(np.full(u.shape, k), -np.log(u), -u_cut * 0.5 * _TAIL_LEGENDRE_W * power * u ** (power - 1))
             hi[k] = -math.log(u_cut)
             continue
-        phi_cut = float(phi_of_rho(max(ends[steps[k]], 1.0 / ANALYTIC_TAIL_RHO)))
+        phi_cut = float(phi_of_rho(max(rho[steps[k] + 1], 1.0 / ANALYTIC_TAIL_RHO)))
         phi = phi_cut + (0.5 * np.pi - phi_cut) * 0.5 * (1.0 + _TAIL_LEGENDRE_X)
         log_rho = -np.log(np.tan(0.5 * np.pi - phi))  # log tan(phi), accurate near pi / 2
         accumulate(np.full(log_rho.shape, k), log_rho, (0.5 * np.pi - phi_cut) * 0.5 * _TAIL_LEGENDRE_W)
         hi[k] = math.log(math.tan(phi_cut))
 
     # Panels: every step end and every knot is a panel boundary.
-    knots = np.asarray(knots, dtype=np.float64)
+    knots = np.asarray(variable.knots, dtype=np.float64)
     inside = knots[(knots > lo.min()) & (knots < hi.max())]
     bounds = np.unique(np.concatenate([lo, hi, inside]))
     widths = np.diff(bounds)
@@ -217,10 +236,11 @@ def quadrature_moments(v_of_logrho, rho, steps, origin, scale, n_moments, knots=
     width = (widths / pieces)[owner]
     index_in_piece = np.arange(owner.size) - np.repeat(np.cumsum(pieces) - pieces, pieces)
     middle = bounds[owner] + (index_in_piece + 0.5) * width
-    # The step that owns each panel: hi is decreasing along the steps.
-    row = np.searchsorted(-hi, -middle, side="right") - 1
-    keep = (row >= 0) & (middle > lo[np.maximum(row, 0)]) & (width > 0)
-    middle, width, row = middle[keep], width[keep], row[keep]
+    # The steps that own each panel: a panel lies inside every step whose [lo, hi] contains it (with
+    # several kinds of steps in one call, such as predictors and corrections, the steps may overlap).
+    inside_step = (middle[:, None] > lo[None, :]) & (middle[:, None] < hi[None, :]) & (width[:, None] > 0)
+    panel, row = np.nonzero(inside_step)
+    middle, width = middle[panel], width[panel]
     log_rho = middle[:, None] + 0.5 * width[:, None] * _LEGENDRE_X
     w = 0.5 * width[:, None] * _LEGENDRE_W * d_mu(log_rho)
     accumulate(np.broadcast_to(row[:, None], log_rho.shape), log_rho, w)
@@ -238,112 +258,70 @@ def lagrange_from_moments(nodes, moments):
     return np.linalg.solve(vandermonde_t, moments[:, :n, None])[..., 0]
 
 
-# --------------------------------------------------------------------------- AB family
+# --------------------------------------------------------------------------- multistep weights
 
-def stable_degrees(variant, rho, degrees, time_map=None, integrand="eps", bound=1.5, final_in_rho=False):
-    """Lower each step's degree until its coefficients amplify an error in the history at most ``bound``
-    times as much as the constant-step Adams-Bashforth formula of that degree (``AB_AMPLIFICATION``).
+def lagrange_integrals(variable, rho, steps, nodes, integrand="eps", power=1.0):
+    """``C[k][j] = integral from rho_i to rho_{i+1} of L_j(v(rho)) d mu`` for ``i = steps[k]``, where ``L_j``
+    is the Lagrange basis on the nodes ``v[nodes[k]]`` (a tuple of schedule indices, any length >= 1).
 
-    Uneven steps in the interpolation variable make the extrapolating polynomial's weights grow with
-    the ratio of neighbouring step sizes (variable-step AB2's are ``1 + w / 2`` and ``-w / 2`` for
-    ``w = h_i / h_(i-1)``), and with them what an error in the history costs.
+    Returns a list of float64 arrays, one per step. One node gives the step's length in mu.
     """
-    degrees = np.array(degrees, copy=True)
-    while True:
-        C = ab_coefficients(variant, rho, degrees, time_map, integrand, final_in_rho=final_in_rho)
-        over = [i for i, c in enumerate(C)
-                if degrees[i] > 0 and amplification(c) > bound * AB_AMPLIFICATION[degrees[i]]]
-        if not over:
-            return degrees
-        degrees[over] -= 1
-
-
-def ab_coefficients(variant, rho, degrees, time_map=None, integrand="eps", ends=None, power=1.0, final_in_rho=False):
-    """``C_ij`` for every step: a list of float64 arrays, ``C[i][j]`` for ``j = 0..r_i``.
-
-    ``C_ij`` integrates the Lagrange basis over the step in the integrand's measure (rho for
-    eps, phi for v, 1 / rho for data). ``rho`` is the schedule (decreasing, may start at inf and
-    end at 0). ``ends``: the rho where each step's integral ends, when that is not the next
-    node (a stochastic step integrates to its own ``rho_down`` and adds noise from there).
-    ``power``: the data integrand's measure ``rho^-power`` (see ``measure``).
-    Where the variable is singular at rho = 0 (log rho, or the time of a sigma table), or with
-    ``final_in_rho``, the step into sigma = 0 interpolates in rho: the integrand is analytic in
-    rho there, while a polynomial in ``log rho`` extrapolated to -inf is not a model of it, nor
-    one in a VP time, which goes like rho^2 near 0.
-    """
-    return _step_integrals(variant, rho, degrees, time_map, integrand, ends, power, final_in_rho)
-
-
-def _step_integrals(variant, rho, degrees, time_map, integrand, ends=None, power=1.0, final_in_rho=False):
     rho = np.asarray(rho, dtype=np.float64)
-    ends = rho[1:] if ends is None else np.asarray(ends, dtype=np.float64)
-    delta = measure(integrand, ends, power) - measure(integrand, rho[:-1], power)
-    coefficients = [np.array([d]) for d in delta]
+    steps = np.asarray(steps, dtype=np.int64)
+    delta = measure(integrand, rho[steps + 1], power) - measure(integrand, rho[steps], power)
+    out = [np.array([d]) for d in delta]
+    sizes = np.array([len(n) for n in nodes])
+    higher = np.flatnonzero(sizes > 1)
+    if higher.size == 0:
+        return out
+    v = nodes_of(variable, rho)
+    rows = steps[higher]
+    origin, scale = v[rows], v[rows + 1] - v[rows]
+    n_moments = int(sizes.max())
+    if variable.is_rho and integrand == "eps":
+        moments = rho_moments(rho, rows, origin, scale, n_moments)
+    else:
+        moments = quadrature_moments(variable, rho, rows, origin, scale, n_moments, integrand, power)
+    moments[:, 0] = delta[higher]  # known exactly
+    for size in np.unique(sizes[higher]):
+        group = np.flatnonzero(sizes[higher] == size)
+        node_index = np.array([nodes[higher[g]] for g in group])
+        s = (v[node_index] - origin[group, None]) / scale[group, None]
+        for g, c in zip(group, lagrange_from_moments(s, moments[group])):
+            out[higher[g]] = c
+    return out
+
+
+def ab_nodes(degrees):
+    """The predictor's nodes of every step: ``(i, i - 1, ..., i - r_i)``, newest first."""
+    return [tuple(range(i, i - r - 1, -1)) for i, r in enumerate(degrees)]
+
+
+def am_nodes(degrees):
+    """The correction's nodes of every step: the predictor's and the point it predicted, ``(i + 1, i, ..., i - r_i)``."""
+    return [tuple(range(i + 1, i - r - 1, -1)) for i, r in enumerate(degrees)]
+
+
+def multistep_weights(variant, rho, nodes, time_map=None, integrand="eps", power=1.0, steps=None):
+    """The weights ``C[k][j]`` of the steps ``steps`` (default: the first ``len(nodes)``) of a multistep variant,
+    on the node lists ``nodes[k]`` (``ab_nodes`` for the predictor, ``am_nodes`` for the correction), newest
+    node first.
+
+    iPNDM takes the fixed Adams-Bashforth (or Adams-Moulton) weights times the step's length in mu.
+    The steps into sigma = 0 are not among them: the sampler takes that step on eps_hat in rho
+    (deis.plan).
+    """
+    rho = np.asarray(rho, dtype=np.float64)
+    steps = np.arange(len(nodes)) if steps is None else np.asarray(steps, dtype=np.int64)
     if variant == "ipndm":
-        return [d * np.array(IPNDM_WEIGHTS[r]) for d, r in zip(delta, degrees)]
-
-    steps = np.flatnonzero(degrees > 0)
-    singular_at_zero = final_in_rho or variant == "logrhoab" or (variant == "tab" and not time_map.finite_at_zero)
-    if singular_at_zero and steps.size and ends[steps[-1]] == 0:
-        _lagrange_steps(coefficients, "rhoab", rho, delta, steps[-1:], degrees, None, integrand, ends, power)
-        steps = steps[:-1]
-    _lagrange_steps(coefficients, variant, rho, delta, steps, degrees, time_map, integrand, ends, power)
-    return coefficients
+        delta = measure(integrand, rho[steps + 1], power) - measure(integrand, rho[steps], power)
+        fixed = [ADAMS_MOULTON[len(n) - 1] if n[0] > i else ADAMS_BASHFORTH[len(n) - 1]
+                 for i, n in zip(steps, nodes)]
+        return [d * np.array(w) for d, w in zip(delta, fixed)]
+    return lagrange_integrals(variable_of(variant, time_map), rho, steps, nodes, integrand, power)
 
 
-def _lagrange_steps(coefficients, variant, rho, delta, steps, degrees, time_map, integrand, ends, power):
-    """Fill ``coefficients[i]`` for ``i`` in ``steps`` (all of degree >= 1) with the variant's Lagrange integrals.
-
-    The nodes are the history ``i, i - 1, ..., i - r``.
-    """
-    if steps.size == 0:
-        return
-    v = interpolation_nodes(variant, rho, time_map)
-    n_moments = int(degrees[steps].max()) + 1
-    origin = v[steps]
-    scale = v[steps] - v[steps - 1]
-    if variant in ("rhoab", "ipndm_v"):
-        v_of_logrho, knots = np.exp, ()
-    elif variant == "logrhoab":
-        v_of_logrho, knots = (lambda log_rho: log_rho), ()
-    elif variant == "tab":
-        v_of_logrho, knots = time_map.t_of_logrho, time_map.knots
-    else:
-        raise ValueError(f"unknown multistep variant {variant!r}")
-    if v_of_logrho is np.exp and integrand == "eps":
-        moments = rho_moments(rho, steps, origin, scale, n_moments, ends)
-    else:
-        moments = quadrature_moments(v_of_logrho, rho, steps, origin, scale, n_moments, knots, integrand, ends,
-                                     power)
-    moments[:, 0] = delta[steps]  # known exactly
-
-    for r in np.unique(degrees[steps]):
-        rows = np.flatnonzero(degrees[steps] == r)
-        history = steps[rows, None] - np.arange(r + 1)
-        nodes = (v[history] - origin[rows, None]) / scale[rows, None]
-        for i, c in zip(steps[rows], lagrange_from_moments(nodes, moments[rows])):
-            coefficients[i] = c
-
-
-def data_form_weights(sigma_end, alpha_end, C):
-    """Turn rho-space ``C_ij`` into the update ``x_{i+1} = alpha_{i+1} D_i + sum_j c_ij eps_hat_j``.
-
-    ``sigma_end[i]`` and ``alpha_end[i]`` are where step ``i`` ends (``sigma_{i+1}``, or a
-    stochastic step's ``sigma_down``). From ``xh_i = D_i + rho_i eps_hat_i`` and
-    ``sum_j C_ij = rho_{i+1} - rho_i``: ``c_ij = alpha_{i+1} C_ij``, except for the node ``i``
-    itself, whose weight is ``sigma_{i+1}`` minus the others.
-    This form stays finite at the flow start (rho_i = inf), has no cancellation in the
-    step into sigma = 0, and with r = 0 it is DDIM: ``alpha_{i+1} D_i + sigma_{i+1} eps_hat_i``.
-    """
-    weights = []
-    for i, c in enumerate(C):
-        w = alpha_end[i] * c
-        w[0] = sigma_end[i] - w[1:].sum()
-        weights.append(w)
-    return weights
-
-
-# --------------------------------------------------------------------------- RK family
+# --------------------------------------------------------------------------- Runge-Kutta
 
 class Tableau:
     def __init__(self, name, order, c, a, b):

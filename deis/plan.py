@@ -1,23 +1,31 @@
-"""Checked options and cached per-step coefficients: everything the sampler loop needs, on the host.
+"""The plan: every coefficient the sampler loop applies, computed once per schedule on the host.
 
-A plan is computed once per (exact float64 sigmas and every option) and then shared
-through the cache. Every number in it is a Python float, so the loop applies it to tensors
-of any dtype and device without a host-device synchronisation.
+A plan is computed once per (exact float64 sigmas, checked options) and shared through the
+cache. Every number in it is a Python float, so the loop applies it to tensors of any dtype and
+device without a host-device synchronisation.
 
-At each evaluation the loop forms the slope ``h = slope_x * x - slope_d * D``: ``eps_hat``
-for the eps integrand, ``v_hat`` for v, ``D`` for data (see deis.coefficients). Every update
-has one form,
+A multistep plan follows one integrand (deis.coefficients): the loop keeps the history of its
+slopes ``h = slope_x * x - slope_d * D`` at the points where the model was called (``eps_hat``,
+``v_hat``; the data integrand's slope is ``D`` itself). Each step is an ``Update``,
 
-    x_next = x_scale * x_0 + d_scale * D_0 + sum_k weights[k] * h_k   (+ noise * z)
+    x_next = x_scale * x + d_scale * D + sum_j weights[j] * h_j        (newest slope first)
 
-where ``x_0`` and ``D_0`` are the state and denoised value at the start of the step. For a
-multistep step the ``h_k`` are the history, newest first; for a Runge-Kutta stage or step
-they are the step's stages in order. A stochastic step (``eta > 0``) adds ``noise * z`` with
-fresh standard normal ``z``. The eps integrand uses the data form (``x_scale = 0``, ``d_scale = alpha_next``):
-finite at the flow start and exact DDIM for ``weights = (sigma_next,)``. The v integrand
-scales the VP state: ``x_scale = s_next / s_0`` with ``s = sqrt(alpha^2 + sigma^2)``. The data
-integrand's slopes are the denoised values themselves (``slope_x = 0``, ``slope_d = -1``) and
-its update is ``x_next / sigma_next = x_0 / sigma_0 + sum_k C_k D_k``.
+which is the exponential-integrator step ``y_next = y + sum_j C_j h_j`` in the integrand's state
+``y = x / scale(sigma)``, written out in x: ``x_scale = scale_next / scale`` and
+``weights = scale_next * C``. ``d_scale`` is 0 but in one step: a DDIM step from pure noise
+(sigma = 1 on a flow model) with the eps integrand, ``x_next = alpha_next D + sigma_next eps_hat``,
+whose state ``x / alpha`` is infinite there. A stochastic step adds ``noise * z``.
+
+The correction (UniC, an Adams-Moulton step) is applied once the model has been called at the
+predicted point: the same step taken again over one more node, the slope there. Both start from
+the same state, so the correction moves the predicted point by the difference of the two:
+``x += sum_j correction[j] * h_j``. The history keeps the slope at the predicted point (no second
+model call).
+
+The step into sigma = 0 always follows ``eps_hat``, in rho (analytic there, and exact where the
+data has no spread, such as an inpainting mask's kept region), from the corrected state: a
+degree-0 step is ``x = D + (x_corrected - x_predicted) / alpha``, DDIM that keeps the last
+correction. With the v or data integrand the loop keeps the few ``eps_hat`` it needs for it.
 """
 
 from collections import namedtuple
@@ -25,21 +33,19 @@ from collections import namedtuple
 import numpy as np
 
 from .cache import default_cache
-from .coefficients import (INTEGRANDS, MAX_DEGREE, TABLEAUS, ab_coefficients, data_form_weights,
-                           interpolation_nodes, stable_degrees, step_degrees)
-from .parameterisation import get_parameterisation
-from .timemaps import FlowTime, TimeMap, VPLinearTime, default_time_map
-
-MULTISTEP_VARIANTS = ("tab", "rhoab", "logrhoab", "ipndm", "ipndm_v")
-VARIANTS = MULTISTEP_VARIANTS + ("rhork",)
-DEFAULT_DEGREE = 3
-DEFAULT_TABLEAU = "kutta3"
+from .coefficients import (FEW_STEPS, FINAL_STEP_MAX_RHO, RHO, TABLEAUS, ab_nodes, am_nodes, capped_degrees,
+                           lagrange_integrals, multistep_weights, nodes_of, variable_of)
+from .options import resolve
 
 Update = namedtuple("Update", "x_scale d_scale weights")
+#: One multistep step. ``correction``: the weights of the previous step's correction, applied at this step's
+#: model call (None where there is none); ``update`` reads the history, or with ``on_eps_hat`` the kept
+#: ``eps_hat`` (the step into sigma = 0); ``keep_eps_hat``: ``(1 / sigma, alpha / sigma)`` where the step
+#: into sigma = 0 needs this point's ``eps_hat``, else None.
+Step = namedtuple("Step", "slope_x slope_d correction update noise on_eps_hat keep_eps_hat")
 Stage = namedtuple("Stage", "sigma_index slope_x slope_d update")
-#: ``noise``: the standard deviation of the fresh noise added after the update (stochastic steps; else 0).
-Step = namedtuple("Step", "slope_x slope_d stages update noise", defaults=(0.0,))
-Plan = namedtuple("Plan", "family steps history stage_sigmas options")
+RungeKuttaStep = namedtuple("RungeKuttaStep", "slope_x slope_d stages update")
+Plan = namedtuple("Plan", "family integrand steps history stage_sigmas options")
 
 
 def host_sigmas(sigmas):
@@ -63,232 +69,177 @@ def host_sigmas(sigmas):
     return sigmas
 
 
-#: The recommended configuration for each form, chosen by the selection protocol of
-#: benchmarks/selection.py over seven problem families (README, "Evidence"). VE form: tAB2 on eps_hat
-#: in the paper's VP time (the method of ComfyUI's deis, with exact coefficients), its step into
-#: sigma = 0 a degree-1 step in rho. Flow form: tAB2 on v_hat in flow time, each step's degree capped
-#: where uneven steps would make its weights amplify history errors 1.5 times more than even ones.
-RECOMMENDED = {
-    "ve": dict(variant="tab", degree=2, integrand="eps", time_map=VPLinearTime()),
-    "flow": dict(variant="tab", degree=2, integrand="v", time_map=FlowTime(), lower_order_final=False,
-                 max_amplification=1.5),
-}
-
-
-#: The recommended configuration with eta > 0, in either form: tAB1 on the denoised value, which is smooth
-#: along a noisy path where eps_hat and v_hat are not, in the model's own time (benchmarks/stochastic.py).
-RECOMMENDED_STOCHASTIC = dict(variant="tab", degree=1, integrand="data")
-
-
-def recommended_options(parameterisation, stochastic=False):
-    """The recommended configuration for ``"ve"`` or ``"flow"``: ``variant``, ``degree``, ``integrand``,
-    ``time_map`` and the final-step and stability options where they differ from the defaults; with
-    ``stochastic``, the one for eta > 0 (tAB's time is then the default, or the model's where known)."""
-    if stochastic:
-        return dict(RECOMMENDED_STOCHASTIC)
-    return dict(RECOMMENDED[get_parameterisation(parameterisation).name])
-
-
-def resolve_options(variant=None, degree=None, tableau=None, parameterisation="ve", time_map=None,
-                    lower_order_final=None, integrand=None, eta=None, final_degree=None, max_amplification=None):
-    """Check the options and fill in defaults. Returns a dict of the resolved options.
-
-    With no ``variant`` the form's recommended configuration fills every option not given; with a
-    ``variant`` the paper's defaults do (degree 3, eps).
-    """
-    param = get_parameterisation(parameterisation)
-    if variant is None:
-        given = dict(degree=degree, integrand=integrand, time_map=time_map, lower_order_final=lower_order_final,
-                     max_amplification=max_amplification)
-        recommended = {**recommended_options(param, stochastic=bool(eta)),
-                       **{k: v for k, v in given.items() if v is not None}}
-        recommended.setdefault("time_map", None)
-        variant, degree, integrand, time_map = (recommended[k] for k in ("variant", "degree", "integrand", "time_map"))
-        lower_order_final = recommended.get("lower_order_final")
-        max_amplification = recommended.get("max_amplification")
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown DEIS variant {variant!r}; expected one of {', '.join(VARIANTS)}")
-    eta = 0.0 if eta is None else eta
-    if isinstance(eta, bool) or not isinstance(eta, (int, float, np.floating, np.integer)) or not 0 <= eta <= 1:
-        raise ValueError(f"eta must be a number from 0 (the ODE) to 1 (the full reverse SDE); got {eta!r}")
-    eta = float(eta)
-    integrand = "eps" if integrand is None else integrand
-    if integrand not in INTEGRANDS:
-        raise ValueError(f"unknown integrand {integrand!r}; expected one of {', '.join(INTEGRANDS)}")
-    if variant == "rhork":
-        if integrand != "eps":
-            raise ValueError(f"integrand {integrand!r} applies to the multistep variants; rhoRK integrates eps_hat")
-        if degree is not None:
-            raise ValueError("degree applies to the multistep variants; rhoRK's order comes from its tableau")
-        if time_map is not None:
-            raise ValueError("time_map applies only to tAB; rhoRK steps in rho")
-        if lower_order_final is not None:
-            raise ValueError("lower_order_final applies to the multistep variants; "
-                             "rhoRK always ends with a DDIM step into sigma = 0")
-        if eta:
-            raise ValueError("eta applies to the multistep variants; rhoRK integrates the ODE only")
-        if final_degree is not None or max_amplification is not None:
-            raise ValueError("final_degree and max_amplification apply to the multistep variants, not rhoRK")
-        tableau = DEFAULT_TABLEAU if tableau is None else tableau
-        if tableau not in TABLEAUS:
-            raise ValueError(f"unknown Runge-Kutta tableau {tableau!r}; expected one of {', '.join(TABLEAUS)}")
-        return dict(variant=variant, tableau=tableau, parameterisation=param)
-
-    if tableau is not None:
-        raise ValueError(f"tableau applies only to variant 'rhork', not {variant!r}")
-    degree = DEFAULT_DEGREE if degree is None else degree
-    if isinstance(degree, bool) or not isinstance(degree, (int, np.integer)) or not 0 <= degree <= MAX_DEGREE:
-        raise ValueError(f"degree must be an integer from 0 to {MAX_DEGREE} (tAB1 is degree 1); got {degree!r}")
-    if variant == "tab":
-        if time_map is None:
-            time_map = default_time_map(param.name)
-        elif not isinstance(time_map, TimeMap):
-            raise ValueError(f"time_map must be a deis.timemaps.TimeMap; got {time_map!r}")
-    elif time_map is not None:
-        raise ValueError(f"time_map applies only to tAB, not {variant!r}")
-    lower_order_final = True if lower_order_final is None else bool(lower_order_final)
-    if final_degree is None:
-        final_degree = 1
-    elif not lower_order_final:
-        raise ValueError("final_degree applies with lower_order_final; without it the step into sigma = 0 "
-                         "takes the full degree")
-    if isinstance(final_degree, bool) or not isinstance(final_degree, (int, np.integer)) or not (
-            0 <= final_degree <= MAX_DEGREE):
-        raise ValueError(f"final_degree must be an integer from 0 to {MAX_DEGREE}; got {final_degree!r}")
-    if max_amplification is not None:
-        if isinstance(max_amplification, bool) or not isinstance(max_amplification, (int, float, np.floating)) or (
-                not max_amplification >= 1):
-            raise ValueError(f"max_amplification must be a number of at least 1 (1 allows only even steps' "
-                             f"weights); got {max_amplification!r}")
-        max_amplification = float(max_amplification)
-    return dict(variant=variant, degree=int(degree), parameterisation=param, time_map=time_map,
-                lower_order_final=lower_order_final, integrand=integrand, eta=eta, final_degree=int(final_degree),
-                max_amplification=max_amplification)
-
-
-def cache_key(sigmas, options):
-    time_map = options.get("time_map")
-    return (options["variant"], options.get("degree"), options.get("tableau"), options["parameterisation"].name,
-            None if time_map is None else time_map.key, options.get("lower_order_final"),
-            options.get("integrand"), options.get("eta"), options.get("final_degree"), options.get("max_amplification"),
-            sigmas.tobytes())
-
-
 def get_plan(sigmas, cache=None, **options):
-    """The cached plan for a schedule and sampler options (see ``resolve_options``)."""
-    options = resolve_options(**options)
+    """The cached plan for a schedule and sampler options (see ``deis.options.resolve``)."""
+    options = resolve(**options)
     sigmas = host_sigmas(sigmas)
-    options["parameterisation"].check_sigmas(sigmas)
+    options.parameterisation.check_sigmas(sigmas)
     cache = default_cache if cache is None else cache
-    return cache.get(cache_key(sigmas, options), lambda: compute_plan(sigmas, options))
+    return cache.get((options.key(), sigmas.tobytes()), lambda: compute_plan(sigmas, options))
 
 
 def compute_plan(sigmas, options):
-    if options["variant"] == "rhork":
+    if options.variant == "rhork":
         return runge_kutta_plan(sigmas, options)
     return multistep_plan(sigmas, options)
 
 
+# --------------------------------------------------------------------------- the integrands in x
+
+def state_scale(integrand, alpha, sigma):
+    """``scale`` in the integrand's state ``y = x / scale``: alpha (eps), sqrt(alpha^2 + sigma^2) (v), sigma (data)."""
+    if integrand == "eps":
+        return alpha
+    if integrand == "v":
+        return np.hypot(alpha, sigma)
+    return sigma
+
+
+def slope_coefficients(integrand, alpha, sigma):
+    """``(slope_x, slope_d)`` with ``h = slope_x x - slope_d D``: ``eps_hat = (x - alpha D) / sigma``,
+    ``v_hat = cos(phi) eps_hat - sin(phi) D`` with ``tan(phi) = sigma / alpha``, or ``D`` (0, -1)."""
+    if integrand == "eps":
+        return 1.0 / sigma, alpha / sigma
+    if integrand == "v":
+        scale = np.hypot(alpha, sigma)
+        return alpha / (sigma * scale), scale / sigma
+    return np.zeros_like(sigma), -np.ones_like(sigma)
+
+
+def step_degrees(v, rho, options, into_zero):
+    """Polynomial degree of each step: the warm start, nodes a polynomial cannot take, and the last steps.
+
+    Early steps use the history they have; a node where the variable is infinite (rho = inf at the flow
+    start, for every variable but a flow time) is left out. The step into sigma = 0 is of degree
+    ``final_degree`` at most (no more than the plan's degree, nor the finite nodes in rho), and DDIM where it
+    starts above ``FINAL_STEP_MAX_RHO``. With ``lower_order_final`` and fewer than ``FEW_STEPS`` steps, the
+    step before it is at most degree 1, as in diffusers.
+    """
+    n_steps = len(v) - 1
+    first_usable = 0 if np.isfinite(v[0]) else 1
+    degrees = np.minimum(options.degree, np.maximum(np.arange(n_steps) - first_usable, 0))
+    if into_zero:
+        usable_in_rho = int(np.isfinite(rho[:-1]).sum()) - 1
+        final = min(options.degree, options.final_degree, usable_in_rho)
+        degrees[-1] = final if rho[-2] <= FINAL_STEP_MAX_RHO else 0
+        if options.lower_order_final and 2 <= n_steps < FEW_STEPS:
+            degrees[-2] = min(degrees[-2], 1)
+    return degrees
+
+
 def multistep_plan(sigmas, options):
-    param, variant, integrand = options["parameterisation"], options["variant"], options["integrand"]
-    time_map, eta = options["time_map"], options["eta"]
+    param, integrand, eta = options.parameterisation, options.integrand, options.eta
+    power = 1.0 + eta  # the data integrand's measure: d(rho^-1) for the ODE, the SDE's own d(rho^-(1 + eta))
     rho, alpha = param.rho(sigmas), param.alpha(sigmas)
-    v = interpolation_nodes(variant, rho, time_map)
-    lower_order_final = options["lower_order_final"]
-    degrees = step_degrees(v, options["degree"], rho, lower_order_final, options["final_degree"])
-    if integrand != "eps" and sigmas[-1] == 0:
-        # The v and data integrands step into sigma = 0 with DDIM, x = D: exact where the data has
-        # no spread (the kept region of an inpainting mask), which no polynomial in v is; the data
-        # integrand's measure u = 1 / rho is infinite there.
-        degrees[-1] = 0
-    if options["max_amplification"]:
-        degrees = stable_degrees(variant, rho, degrees, time_map, integrand, options["max_amplification"],
-                                 final_in_rho=lower_order_final)
-    ddim_into_zero = sigmas[-1] == 0 and degrees[-1] == 0
-    if eta and integrand == "data":
-        updates, noise = sde_updates(sigmas, alpha, rho, degrees, variant, time_map, eta)
-    else:
-        updates, noise = ode_updates(sigmas, alpha, rho, degrees, variant, time_map, integrand, eta, param,
-                                     final_in_rho=lower_order_final)
-    if ddim_into_zero and integrand != "eps":
-        updates[-1] = Update(0.0, 1.0, (0.0,))  # x = D: degree 0 in phi would not be DDIM, u is infinite
-    if integrand == "eps":
-        slope_x, slope_d = 1.0 / sigmas[:-1], alpha[:-1] / sigmas[:-1]
-    elif integrand == "v":
-        scale = np.hypot(alpha, sigmas)
-        slope_x, slope_d = alpha[:-1] / (sigmas[:-1] * scale[:-1]), scale[:-1] / sigmas[:-1]
-    else:
-        slope_x, slope_d = np.zeros(len(updates)), np.full(len(updates), -1.0)
-    steps = tuple(Step(float(slope_x[i]), float(slope_d[i]), (), updates[i], float(noise[i]))
-                  for i in range(len(updates)))
-    return Plan("multistep", steps, int(degrees.max()) + 1, (), options)
+    variable = variable_of(options.variant, options.time_map)
+    v = nodes_of(variable, rho)
+    n = len(sigmas) - 1
+    into_zero = sigmas[-1] == 0
+    last = n - 1 if into_zero else n  # the steps in the integrand; the step into 0 follows eps_hat
 
+    def predictor_weights(degrees):
+        weights = multistep_weights(options.variant, rho, ab_nodes(degrees)[:last], options.time_map, integrand,
+                                    power)
+        if into_zero:
+            weights.append(final_weights(rho, degrees[-1]))
+        return weights
 
-def ode_updates(sigmas, alpha, rho, degrees, variant, time_map, integrand, eta, param, final_in_rho=False):
-    """The ODE step of every integrand; with ``eta > 0``, the ancestral split: the ODE down to
-    ``sigma_down``, scaled to ``alpha_{i+1}``, plus fresh noise (deis.parameterisation)."""
-    if eta:
-        sigma_end = np.where(sigmas[1:] > 0, param.ancestral_sigma_down(sigmas[:-1], sigmas[1:], eta), 0.0)
-        alpha_end, rho_end = param.alpha(sigma_end), param.rho(sigma_end)
-        noise = alpha[1:] * np.sqrt(np.maximum(rho[1:] ** 2 - rho_end ** 2, 0.0))
-        C = ab_coefficients(variant, rho, degrees, time_map, integrand, ends=rho_end, final_in_rho=final_in_rho)
-    else:
-        sigma_end, alpha_end, noise = sigmas[1:], alpha[1:], np.zeros(len(degrees))
-        C = ab_coefficients(variant, rho, degrees, time_map, integrand, final_in_rho=final_in_rho)
-    if integrand == "eps":
-        updates = [Update(0.0, float(alpha_end[i]), tuple(w.tolist()))
-                   for i, w in enumerate(data_form_weights(sigma_end, alpha_end, C))]
-    else:
-        if integrand == "v":
-            scale, scale_end = np.hypot(alpha, sigmas), np.hypot(alpha_end, sigma_end)
+    degrees = step_degrees(v, rho, options, into_zero)
+    if options.max_amplification:
+        degrees = capped_degrees(degrees, predictor_weights, options.max_amplification)
+    C = predictor_weights(degrees)
+
+    scale = state_scale(integrand, alpha, sigmas)
+    slope_x, slope_d = slope_coefficients(integrand, alpha[:last], sigmas[:last])
+    updates, noise = [], np.zeros(n)
+    for i in range(last):
+        if integrand == "eps" and np.isinf(rho[i]):  # from pure noise: DDIM, x' = alpha' D + sigma' eps_hat
+            updates.append(Update(0.0, float(alpha[i + 1]), (float(sigmas[i + 1]),)))
+        elif eta:
+            updates.append(sde_update(sigmas, alpha, rho, i, C[i], eta))
+            noise[i] = sigmas[i + 1] * np.sqrt(-np.expm1(2 * eta * np.log(rho[i + 1] / rho[i]))) if np.isfinite(
+                rho[i]) else sigmas[i + 1]
         else:
-            scale, scale_end = sigmas, sigma_end
-        with np.errstate(divide="ignore", invalid="ignore"):  # the step into 0 is replaced by x = D
-            updates = [scaled_update(scale[i], scale_end[i], c) for i, c in enumerate(C)]
+            updates.append(Update(float(scale[i + 1] / scale[i]), 0.0, tuple((scale[i + 1] * C[i]).tolist())))
+
+    corrections = [None] * (n + 1)  # the correction of step i is applied at step i + 1
+    if options.corrector:
+        corrected = [i for i in range(last) if corrector_defined(integrand, v, rho, i, degrees[i])]
+        if corrected:
+            K = multistep_weights(options.variant, rho, [am_nodes(degrees)[i] for i in corrected], options.time_map,
+                                  integrand, power, steps=corrected)
+            for i, k in zip(corrected, K):
+                ending_scale = correction_scale(integrand, alpha, sigmas, rho, i, eta)
+                corrections[i + 1] = tuple((ending_scale * (k - np.append(0.0, C[i]))).tolist())
+
+    final_nodes = range(n - 1 - degrees[-1], n) if into_zero else range(0)
+
+    def keep_eps_hat(i):
+        return (float(1.0 / sigmas[i]), float(alpha[i] / sigmas[i])) if i in final_nodes else None
+
+    steps = []
+    for i in range(last):
+        steps.append(Step(float(slope_x[i]), float(slope_d[i]), corrections[i], updates[i], float(noise[i]),
+                          False, keep_eps_hat(i)))
+    if into_zero:
+        final_slope = slope_coefficients(integrand, alpha[n - 1:n], sigmas[n - 1:n])
+        if np.isinf(rho[n - 1]):  # one step from pure noise into 0: x = D
+            update = Update(0.0, 1.0, ())
+        else:
+            update = Update(float(1.0 / alpha[n - 1]), 0.0, tuple(C[-1].tolist()))
+        steps.append(Step(float(final_slope[0][0]), float(final_slope[1][0]), corrections[n - 1], update, 0.0,
+                          True, keep_eps_hat(n - 1)))
+    history = int(degrees.max()) + 1 + bool(options.corrector)
+    return Plan("multistep", integrand, tuple(steps), history, (), options)
+
+
+def final_weights(rho, degree):
+    """The step into sigma = 0 on eps_hat: a polynomial in rho through the last ``degree + 1`` nodes."""
+    n = len(rho) - 1
+    if np.isinf(rho[n - 1]):
+        return np.array([np.inf])
+    nodes = tuple(range(n - 1, n - 2 - degree, -1))
+    return lagrange_integrals(RHO, rho, [n - 1], [nodes], "eps")[0]
+
+
+def corrector_defined(integrand, v, rho, i, degree):
+    """A step can be corrected where every node of the correction is finite in the variable, and (eps) its
+    integral is: the eps integrand has none from rho = inf."""
+    nodes = am_nodes([0] * i + [degree])[i]
+    return bool(np.all(np.isfinite(v[list(nodes)]))) and not (integrand == "eps" and np.isinf(rho[i]))
+
+
+def correction_scale(integrand, alpha, sigmas, rho, i, eta):
+    """What multiplies the step's integral in x: the state's scale at the step's end (the SDE's factor with eta)."""
     if eta:
-        updates = [rescaled(update, gain) for update, gain in zip(updates, alpha[1:] / alpha_end)]
-    return updates, noise
+        return alpha[i + 1] * rho[i + 1] ** (1.0 + eta)
+    return state_scale(integrand, alpha[i + 1], sigmas[i + 1])
 
 
-def sde_updates(sigmas, alpha, rho, degrees, variant, time_map, eta):
+def sde_update(sigmas, alpha, rho, i, C, eta):
     """The data integrand with ``eta > 0``: the SDE's own exponential integrator (docs/stochastic.md).
 
-    ``xh_{i+1} = (rho_{i+1} / rho_i)^k xh_i + rho_{i+1}^k * integral of D d(rho^-k)`` with
-    ``k = 1 + eta``, plus noise of standard deviation ``sigma_{i+1} sqrt(1 - (rho_{i+1} / rho_i)^(2 eta))``.
+    ``xh_{i+1} = (rho_{i+1} / rho_i)^k xh_i + rho_{i+1}^k * integral of D d(rho^-k)`` with ``k = 1 + eta``;
+    the noise added after it has standard deviation ``sigma_{i+1} sqrt(1 - (rho_{i+1} / rho_i)^(2 eta))``.
     ``eta`` is DPM-Solver++(2M) SDE's: at degree 1 in log rho this is its Heun form.
     """
     power = 1.0 + eta
-    C = ab_coefficients(variant, rho, degrees, time_map, "data", power=power)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(np.isinf(rho[:-1]), 0.0, rho[1:] / rho[:-1])
-        noise = sigmas[1:] * np.sqrt(-np.expm1(2 * eta * np.log(ratio)))
-        # alpha_i rho_i^k = sigma_i rho_i^(k - 1): infinite at the flow start, where x_i drops out.
-        end = alpha[1:] * rho[1:] ** power
-        x_scale = end / (sigmas[:-1] * rho[:-1] ** (power - 1))
-        updates = [Update(float(x_scale[i]), 0.0, tuple((end[i] * c).tolist())) for i, c in enumerate(C)]
-    noise[sigmas[1:] == 0] = 0.0  # the step into 0 is replaced by x = D
-    return updates, noise
+    end = alpha[i + 1] * rho[i + 1] ** power
+    # alpha_i rho_i^k = sigma_i rho_i^(k - 1): infinite at the flow start, where x_i drops out.
+    x_scale = 0.0 if np.isinf(rho[i]) else end / (sigmas[i] * rho[i] ** (power - 1))
+    return Update(float(x_scale), 0.0, tuple((end * C).tolist()))
 
 
-def scaled_update(scale, scale_end, C):
-    """``y_end = y + sum_j C_j h_j`` for ``y = x / scale``: the VP state (v) or ``x / sigma`` (data)."""
-    return Update(float(scale_end / scale), 0.0, tuple((scale_end * C).tolist()))
-
-
-def rescaled(update, gain):
-    """The update times ``gain``: from ``x_down`` to ``(alpha_{i+1} / alpha_down) x_down``."""
-    if gain == 1.0:
-        return update
-    return Update(update.x_scale * gain, update.d_scale * gain, tuple(w * gain for w in update.weights))
-
+# --------------------------------------------------------------------------- Runge-Kutta
 
 def runge_kutta_plan(sigmas, options):
     """Classical RK in rho on ``d xh / d rho = eps_hat``; a stage at ``rho_s`` runs the model at ``sigma(rho_s)``.
 
     The flow start (rho = inf) and the step into sigma = 0 are DDIM steps: RK cannot start
-    from an infinite rho, and a stage at sigma = 0 has no eps_hat.
+    from an infinite rho, and a stage at sigma = 0 has no eps_hat. Every update is in the
+    data form ``x' = alpha' D + sum_k w_k eps_hat_k``.
     """
-    param, tableau = options["parameterisation"], TABLEAUS[options["tableau"]]
+    param, tableau = options.parameterisation, TABLEAUS[options.tableau]
     rho, alpha = param.rho(sigmas), param.alpha(sigmas)
     stage_sigmas, steps = [], []
 
@@ -302,7 +253,7 @@ def runge_kutta_plan(sigmas, options):
     for i in range(sigmas.size - 1):
         if not np.isfinite(rho[i]) or sigmas[i + 1] == 0:
             ddim = Update(0.0, float(alpha[i + 1]), (float(sigmas[i + 1]),))
-            steps.append(Step(*slope(sigmas[i]), (), ddim))
+            steps.append(RungeKuttaStep(*slope(sigmas[i]), (), ddim))
             continue
         h = rho[i + 1] - rho[i]
         stages = []
@@ -311,5 +262,5 @@ def runge_kutta_plan(sigmas, options):
             alpha_s = float(param.alpha(sigma_s))
             stages.append(Stage(len(stage_sigmas), *slope(sigma_s), update(sigma_s, alpha_s, h, row)))
             stage_sigmas.append(float(sigma_s))
-        steps.append(Step(*slope(sigmas[i]), tuple(stages), update(sigmas[i + 1], alpha[i + 1], h, tableau.b)))
-    return Plan("runge_kutta", tuple(steps), tableau.stages, tuple(stage_sigmas), options)
+        steps.append(RungeKuttaStep(*slope(sigmas[i]), tuple(stages), update(sigmas[i + 1], alpha[i + 1], h, tableau.b)))
+    return Plan("runge_kutta", "eps", tuple(steps), tableau.stages, tuple(stage_sigmas), options)

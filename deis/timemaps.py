@@ -14,8 +14,11 @@ sigma = 0 interpolates in rho instead, as log-rho AB does.
 """
 
 import hashlib
+import logging
 
 import numpy as np
+
+log = logging.getLogger("deis")
 
 
 class TimeMap:
@@ -146,3 +149,22 @@ def default_time_map(parameterisation_name):
     schedule, and it is the time the paper's tAB results were measured in.
     """
     return FlowTime() if parameterisation_name == "flow" else VPLinearTime()
+
+
+def model_time_map(parameterisation_name, sigma_table=None):
+    """The model's own time for tAB, from what a host knows of the model: its form and its table of sigmas.
+
+    Flow models: ``t = sigma``. A VE-form model with a table: the fractional index into the table's
+    distinct sigmas (Stable Cascade's table repeats its clamped end values, which carry no time).
+    Otherwise, or where the table is unusable, ``default_time_map``.
+    """
+    if parameterisation_name == "flow":
+        return FlowTime()
+    if sigma_table is None:
+        return default_time_map("ve")
+    table = np.unique(np.asarray(sigma_table, dtype=np.float64).reshape(-1))
+    try:
+        return DiscreteVPTime(table)
+    except ValueError as error:
+        log.warning("DEIS: the model's sigma table is unusable (%s); tAB uses the paper's VP-linear time", error)
+        return default_time_map("ve")

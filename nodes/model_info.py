@@ -1,9 +1,10 @@
-"""What a ComfyUI model tells the sampler: its parameterisation and, for tAB, its own time."""
+"""What a ComfyUI model tells the sampler: its form (VE or flow) and its own time. The one place that reads
+``model_sampling``."""
 
 import logging
 import weakref
 
-from ..deis import DiscreteVPTime, FlowTime, default_time_map
+from ..deis import model_time_map
 
 log = logging.getLogger("comfyui-deis")
 
@@ -28,14 +29,11 @@ def model_sampling_of(model):
         return None
 
 
-def parameterisation_of(model_sampling, strict=False):
-    """``"flow"`` for CONST models, ``"ve"`` for the EPS family and (with one warning) anything else;
-    with ``strict``, None for a model_sampling class the pack does not know."""
+def parameterisation_of(model_sampling):
+    """``"flow"`` for CONST models, ``"ve"`` for the EPS family and (with one warning) anything else."""
     names = {cls.__name__ for cls in type(model_sampling).__mro__}
     if names & FLOW_CLASSES:
         return "flow"
-    if strict and not names & VE_CLASSES:
-        return None
     if not names & VE_CLASSES:
         name = type(model_sampling).__name__
         if name not in _warned:
@@ -53,31 +51,23 @@ def sigma_table_of(model_sampling):
 
 
 def time_map_of(model_sampling, parameterisation):
-    """The model's own time for tAB: its sigma table if it has one, flow time for flow models."""
-    if parameterisation == "flow":
-        return FlowTime()
+    """The model's own time for tAB (deis.timemaps.model_time_map), made once per model_sampling."""
     try:
-        return _time_maps[model_sampling]
+        return _time_maps[model_sampling][parameterisation]
     except (KeyError, TypeError):
         pass
-    table = sigma_table_of(model_sampling)
-    time_map = default_time_map("ve")
-    if table is not None:
-        try:
-            time_map = DiscreteVPTime(table)
-        except ValueError as error:
-            log.warning("DEIS: the model's sigma table is unusable (%s); tAB uses VP-linear time", error)
+    time_map = model_time_map(parameterisation, sigma_table_of(model_sampling))
     try:
-        _time_maps[model_sampling] = time_map
+        _time_maps.setdefault(model_sampling, {})[parameterisation] = time_map
     except TypeError:
         pass
     return time_map
 
 
-def discrete_time_map_of(model_sampling):
-    """The model's sigma table as a time map; ValueError if it has none."""
-    table = sigma_table_of(model_sampling)
-    if table is None:
-        raise ValueError(f"time 'discrete_table' needs a model with a sigma table; "
-                         f"{type(model_sampling).__name__} has none")
-    return DiscreteVPTime(table)
+def model_options(model):
+    """``parameterisation`` and ``model_time_map`` for the core, from the denoiser ComfyUI hands a sampler."""
+    model_sampling = model_sampling_of(model)
+    if model_sampling is None:
+        return dict(parameterisation="ve")
+    parameterisation = parameterisation_of(model_sampling)
+    return dict(parameterisation=parameterisation, model_time_map=time_map_of(model_sampling, parameterisation))

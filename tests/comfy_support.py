@@ -1,9 +1,10 @@
 """A real ComfyUI for the integration tests (COMFYUI_PATH), and test models built from its own classes.
 
 The test models have no weights: a ``comfy.model_base.BaseModel`` whose ``_apply_model``
-returns the exact posterior mean of the Gaussian-mixture problem (benchmarks.problems),
-wrapped in a ModelPatcher. One is a discrete-VP EPS model (SD1.x's sigma table), one a flow
-CONST model with shift 3. Their latent format is the identity, so a latent is the sampler's x.
+returns the exact posterior mean of the Gaussian-mixture problem (benchmarks.problems), or a
+given denoiser, wrapped in a ModelPatcher. Their kinds are ComfyUI's own model types and
+sampling settings (``MODEL_KINDS``); their latent format is the identity, so a latent is the
+sampler's x.
 """
 
 import importlib.util
@@ -52,13 +53,34 @@ def import_pack():
     return module
 
 
+#: The test models' kinds: ComfyUI's model type and sampling settings, and the form of their sampler space.
+MODEL_KINDS = {
+    "eps": ("EPS", {}, "ve"),  # SD1.x / SD2.x / SDXL: the discrete table of 1000 sigmas
+    "flow": ("FLOW", {"shift": 3.0, "multiplier": 1000}, "flow"),  # SD3, HiDream
+    "flux": ("FLUX", {"shift": 1.15}, "flow"),  # Flux, Qwen-Image
+    "flow-aura": ("FLOW", {"shift": 1.73, "multiplier": 1.0}, "flow"),  # AuraFlow
+    "flow-lumina": ("FLOW", {"shift": 6.0, "multiplier": 1.0}, "flow"),  # Lumina 2, Mochi
+    "zsnr": ("V_PREDICTION", {"zsnr": True}, "ve"),  # v-prediction with zero terminal SNR (sigma_max ~4500)
+    "edm": ("EDM", {"sigma_max": 80.0, "sigma_min": 0.002, "sigma_data": 0.5}, "ve"),  # Playground v2.5
+    "svd": ("V_PREDICTION_EDM", {"sigma_max": 700.0, "sigma_min": 0.002}, "ve"),  # Stable Video Diffusion
+    "audio": ("V_PREDICTION_CONTINUOUS", {"sigma_max": 500.0, "sigma_min": 0.03}, "ve"),  # Stable Audio
+    "cascade": ("STABLE_CASCADE", {"shift": 2.0}, "ve"),  # Stable Cascade stage C
+}
+
+
+def form_of(kind):
+    """``"ve"`` or ``"flow"``: the sampler space of a test model kind."""
+    return MODEL_KINDS[kind][2]
+
+
 def exact_model(kind="eps", problem=None, denoiser=None):
     """A ModelPatcher around a BaseModel whose denoiser is exact (the mixture's posterior mean by default).
 
-    ``kind``: "eps" (SD1.x's sigma table), "flow" (CONST, shift 3) or "flux" (CONST with Flux's
-    shift, 1.15). ``denoiser(x, sigma, cond)``, where given, replaces the mixture's: ``cond`` is
-    a bool per row, True where the row's conditioning is a positive prompt (a cross-attention
-    tensor of ones; ``empty_conditioning(positive=True)``).
+    ``kind``: one of ``MODEL_KINDS`` (ComfyUI's model type and sampling settings: SD1.x's sigma table, flow
+    with shift 3, Flux's shift, zero terminal SNR, EDM, SVD, Stable Audio, Stable Cascade, ...).
+    ``denoiser(x, sigma, cond)``, where given, replaces the mixture's: ``cond`` is a bool per row, True where
+    the row's conditioning is a positive prompt (a cross-attention tensor of ones;
+    ``empty_conditioning(positive=True)``).
     """
     import torch
     import comfy.latent_formats
@@ -69,19 +91,18 @@ def exact_model(kind="eps", problem=None, denoiser=None):
 
     from benchmarks.problems import MIXTURE
 
+    model_type, settings, form = MODEL_KINDS[kind]
     if denoiser is None:
         problem = MIXTURE if problem is None else problem
-        plain = problem.denoiser("ve" if kind == "eps" else "flow")
+        plain = problem.denoiser(form)
 
         def denoiser(x, sigma, cond=None):
             return plain(x, sigma)
 
-    settings = {"flow": {"shift": 3.0, "multiplier": 1000}, "flux": {"shift": 1.15}}.get(kind, {})
-
     class Config(comfy.supported_models_base.BASE):
         unet_config = {"disable_unet_model_creation": True}
         latent_format = comfy.latent_formats.LatentFormat
-        sampling_settings = settings
+        sampling_settings = dict(settings)
 
     class ExactModel(comfy.model_base.BaseModel):
         def _apply_model(self, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={},
@@ -94,9 +115,7 @@ def exact_model(kind="eps", problem=None, denoiser=None):
 
     config = Config({"disable_unet_model_creation": True})
     config.latent_format = comfy.latent_formats.LatentFormat()
-    model_type = {"flow": comfy.model_base.ModelType.FLOW,
-                  "flux": comfy.model_base.ModelType.FLUX}.get(kind, comfy.model_base.ModelType.EPS)
-    model = ExactModel(config, model_type=model_type)
+    model = ExactModel(config, model_type=getattr(comfy.model_base.ModelType, model_type))
     device = comfy.model_management.get_torch_device()
     return comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=device)
 
