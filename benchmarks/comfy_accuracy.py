@@ -178,72 +178,180 @@ def save_cache(results, path=CACHE):
 STEP_RANGES = ((5, 6), (8, 10, 12), (15, 20), (25, 30), (40, 50))
 #: The schedulers and steps the learned-model target looks at: what users run most.
 USUAL_SCHEDULERS, USUAL_NFES = ("normal", "karras", "simple", "beta"), (15, 20, 25, 30)
+#: The pack's ODE entries in the report: deis_auto, and the release before's (selection.BASELINE).
+RECOMMENDED_NAME = "deis_auto"
+PACK = (RECOMMENDED_NAME, selection.BASELINE)
+REFERENCES = ("deis", "dpmpp_2m", "uni_pc_bh2")
 
 
-def summary_table(results, names, families, against="deis", form=None):
+def summary_table(results, names, families, against="deis", form=None, models=None):
     """Per family: the geometric mean of the error ratio to ``against``, and the cells below it."""
     lines = ["| sampler | " + " | ".join(families) + " | balanced |", "|---|" + "---:|" * (len(families) + 1)]
     for name in names:
         row = []
         for family in families:
-            ratios = selection.ratios(results, name, [family], against, form)
+            ratios = selection.ratios(results, name, [family], against, form, models)
             row.append(f"{geomean(ratios):.2f} ({sum(r < 1 for r in ratios)}/{len(ratios)})" if ratios else "")
-        row.append(f"{selection.balanced(results, name, families, against, form):.2f}")
+        row.append(f"{selection.balanced(results, name, families, against, form, models):.2f}")
         lines.append(f"| {name} | " + " | ".join(row) + " |")
     return "\n".join(lines)
 
 
-def failure_table(results, names, families, form):
+def failure_table(results, names, families, form, models=None):
     """Cells failed under the selection protocol's rules (benchmarks.selection), per family."""
     lines = ["| sampler | " + " | ".join(families) + " | worst vs deis | worst vs euler |",
              "|---|" + "---:|" * (len(families) + 2)]
     for name in names:
-        counts = [str(len(selection.failures(results, name, [f], form))) for f in families]
-        worst = [f"{selection.worst_ratio(results, name, families, other, form):.2f}" for other in ("deis", "euler")]
+        counts = [str(len(selection.failures(results, name, [f], form, models))) for f in families]
+        worst = [f"{selection.worst_ratio(results, name, families, other, form, models):.2f}"
+                 for other in ("deis", "euler")]
         lines.append(f"| {name} | " + " | ".join(counts + worst) + " |")
     return "\n".join(lines)
 
 
-def usual_cells_won(results, name, family, against=("deis", "dpmpp_2m")):
+def usual_cells_won(results, name, family, against=("deis", "uni_pc_bh2")):
     """Cells of the usual schedulers and steps where ``name`` is at most every one of ``against``."""
     cells_ = [c for c in cells([family]) if c[2] in USUAL_SCHEDULERS and c[3] in USUAL_NFES]
     won = sum(all(results[c + (name,)] <= results[c + (other,)] for other in against) for c in cells_)
     return won, len(cells_)
 
 
-def pair_error(results, name, scheduler, nfes, families, form):
+def beta_cells(results, name, form):
+    """(cells at most deis's, cells) of the beta scheduler at 20 to 50 NFE, every family and model of the form."""
+    won = total = 0
+    for c in cells(list(FAMILIES), form):
+        if c[2] != "beta" or c[3] not in selection.BETA_NFES:
+            continue
+        mine, theirs = results.get(c + (name,)), results.get(c + ("deis",))
+        if mine is None or theirs is None or not math.isfinite(theirs):
+            continue
+        total += 1
+        won += mine <= theirs
+    return won, total
+
+
+def high_sigma_rows(results, names):
+    """Under CFG at 10 NFE on the models whose sigma_max is in the hundreds or thousands: error over euler's."""
+    lines = ["| family | model | scheduler | " + " | ".join(names) + " |", "|---|---|---|" + "---:|" * len(names)]
+    for family in GUIDED:
+        for kind in ("zsnr", "svd", "audio"):
+            if kind not in FAMILIES[family].models:
+                continue
+            for scheduler in selection.HIGH_SIGMA_SCHEDULERS:
+                cell = (family, kind, scheduler, selection.HIGH_SIGMA_NFE)
+                euler = results.get(cell + ("euler",))
+                values = [results.get(cell + (n,)) for n in names]
+                if euler is None or None in values:
+                    continue
+                lines.append(f"| {family} | {kind} | {scheduler} | " + " | ".join(f"{v / euler:.2f}" for v in values)
+                             + " |")
+    return "\n".join(lines)
+
+
+def pair_error(results, name, scheduler, nfes, families, form, models=None):
     """The family-balanced geometric mean of ``name``'s error on ``scheduler`` at ``nfes``."""
     per_family = []
     for family in families:
-        values = [results[c + (name,)] for c in cells([family], form)
+        values = [results[c + (name,)] for c in cells([family], form, models)
                   if c[2] == scheduler and c[3] in nfes and c + (name,) in results]
         if values:
             per_family.append(geomean(values))
     return geomean(per_family) if per_family else math.inf
 
 
-def best_pair(results, names, families, form, nfes, schedulers=SCHEDULERS):
-    pairs = [(pair_error(results, n, s, nfes, families, form), n, s) for n in names for s in schedulers]
+def best_pair(results, names, families, form, nfes, schedulers=SCHEDULERS, models=None):
+    pairs = [(pair_error(results, n, s, nfes, families, form, models), n, s) for n in names for s in schedulers]
     return min(p for p in pairs if math.isfinite(p[0]))
 
 
-def pick_table(results, pack, families, guided, form):
-    """For each step range: the pack's best (sampler, scheduler) pair beside the best built-in pair."""
-    lines = ["| steps | pack: best pair | its error | built-in: best pair | its error "
-             "| on `normal`: pack / best built-in |", "|---|---|---:|---|---:|---|"]
-    for title, fams in (("", families), (" with CFG 6", guided)):
-        if not fams:
-            continue
-        for nfes in STEP_RANGES:
-            ours = best_pair(results, pack, fams, form, nfes)
-            theirs = best_pair(results, BUILTINS, fams, form, nfes)
-            normal_ours = best_pair(results, pack, fams, form, nfes, ("normal",))
-            normal_theirs = best_pair(results, BUILTINS, fams, form, nfes, ("normal",))
-            mark = " (built-in better)" if theirs[0] < ours[0] else ""
-            lines.append(f"| {nfes[0]} to {nfes[-1]}{title} | `{ours[1]}` + `{ours[2]}` | {ours[0]:.2e} | "
-                         f"`{theirs[1]}` + `{theirs[2]}`{mark} | {theirs[0]:.2e} | "
-                         f"{normal_ours[0]:.2e} / {normal_theirs[0]:.2e} (`{normal_theirs[1]}`) |")
+def pick_rows(results, pack, families, guided, form, models=None):
+    """For each step range, without and with CFG: (title, the pack's best pair, the best built-in pair, the
+    pack's and the best built-in's on ``normal``), each pair as (error, sampler, scheduler)."""
+    rows = []
+    for title, fams in (("", families), (" with CFG", guided)):
+        for nfes in STEP_RANGES if fams else ():
+            rows.append((f"{nfes[0]} to {nfes[-1]}{title}", best_pair(results, pack, fams, form, nfes, models=models),
+                         best_pair(results, BUILTINS, fams, form, nfes, models=models),
+                         best_pair(results, pack, fams, form, nfes, ("normal",), models),
+                         best_pair(results, BUILTINS, fams, form, nfes, ("normal",), models)))
+    return rows
+
+
+def pick_table(rows):
+    lines = ["| steps | pack: best pair | its error | built-in: best pair | its error | pack / built-in "
+             "| on `normal`: pack / best built-in |", "|---|---|---:|---|---:|---:|---|"]
+    for title, ours, theirs, normal_ours, normal_theirs in rows:
+        lines.append(f"| {title} | `{ours[1]}` + `{ours[2]}` | {ours[0]:.2e} | `{theirs[1]}` + `{theirs[2]}` | "
+                     f"{theirs[0]:.2e} | {ours[0] / theirs[0]:.2f} | "
+                     f"{normal_ours[0]:.2e} / {normal_theirs[0]:.2e} (`{normal_theirs[1]}`) |")
     return "\n".join(lines)
+
+
+def report(results, args, configurations):
+    """Measure the pack's entries and the built-ins on every cell, and write comfy_accuracy.md (and the plot)."""
+    families = args.families or list(FAMILIES)
+    names = list(PACK) + list(BUILTINS)
+    measure(names, families, results)
+    save_cache(results, args.cache[0])
+    text = ["## Accuracy in ComfyUI over problem families", "",
+            f"Error at sigma = 0 against the exact ODE solution, on {len(SCHEDULERS)} schedulers at {NFES[0]} to "
+            f"{NFES[-1]} model calls (NFE). `{selection.BASELINE}` is the release before's `deis_auto`. Tuning "
+            f"families and models are those of benchmarks/selection.py; held out of every choice: the families "
+            f"{', '.join(HELD_OUT)} and the models {', '.join(m for ms in selection.HELD_OUT_MODELS.values() for m in ms)}."
+            " The rules and the score are benchmarks/selection.py's.", ""]
+    for form, models in selection.FORMS.items():
+        tuning_models = selection.TUNING_MODELS[form]
+        fams = [f for f in families if set(FAMILIES[f].models) & set(models)]
+        tune = selection.tuning_families(form, fams)
+        unguided = [f for f in fams if f not in GUIDED]
+        text += [f"### {form}: the recommended `{RECOMMENDED_NAME}`", ""]
+        text += ["| | " + " | ".join(f"vs `{a}`" for a in REFERENCES) + " |", "|---|" + "---:|" * len(REFERENCES)]
+        for label, fs, ms in (("tuning families and models", tune, tuning_models),
+                              ("every family and model, held out included", fams, models),
+                              ("held out only", [f for f in fams if f in HELD_OUT], models)):
+            for name in PACK:
+                text.append(f"| `{name}`, {label} | " + " | ".join(
+                    f"{selection.balanced(results, name, fs, a, form, ms):.3f}" for a in REFERENCES) + " |")
+        text += ["", "Family-balanced geometric means of the error ratio.", ""]
+        text += ["Failed cells (tuning cells; at 8 NFE or more: above 1.25x `deis`, above 1.05x `euler`, growing by "
+                 "more than 10 % from 15 NFE up, or not finite), unguided / under CFG:", ""]
+        text += ["| sampler | unguided | under CFG | held out (every model) |", "|---|---:|---:|---:|"]
+        for name in names:
+            unguided_failed, guided_failed = selection.failed_counts(results, name, form, fams)
+            held = sum(len(selection.failures(results, name, [f], form)) for f in fams if f in HELD_OUT)
+            text.append(f"| {name} | {unguided_failed} | {guided_failed} | {held} |")
+        text.append("")
+        for family in ("digits", "flow-digits"):
+            if family in fams and set(FAMILIES[family].models) & set(models):
+                for name in PACK:
+                    won, total = usual_cells_won(results, name, family)
+                    text.append(f"On `{family}` at {USUAL_NFES[0]} to {USUAL_NFES[-1]} steps on "
+                                f"{', '.join(USUAL_SCHEDULERS)}, `{name}` is at most `deis`'s and `uni_pc_bh2`'s "
+                                f"error in {won} of {total} cells.")
+        if form == "flow":
+            for name in PACK:
+                won, total = beta_cells(results, name, form)
+                text.append(f"`beta` at 20 to 50 NFE, every flow model and family: `{name}` at most `deis`'s error "
+                            f"in {won} of {total} cells.")
+        else:
+            text += ["", "Under CFG at 10 NFE, error over `euler`'s on the models whose sigma_max is in the hundreds "
+                     "or thousands:", "", high_sigma_rows(results, list(PACK) + ["deis"])]
+        text += ["", "Failed cells per family (every model of the form) and the worst ratios:", "",
+                 failure_table(results, names, fams, form), "",
+                 "Geometric mean of the error over `deis`'s (cells below it), every model of the form:", "",
+                 summary_table(results, names, fams, "deis", form), "",
+                 "... over `uni_pc_bh2`'s:", "", summary_table(results, names, fams, "uni_pc_bh2", form), "",
+                 "... over `dpmpp_2m`'s:", "", summary_table(results, names, fams, "dpmpp_2m", form), "",
+                 "What to pick: the lowest family-balanced geometric mean of the error over the tuning families "
+                 "without CFG, and over the guided families with CFG, on the tuning models (the pack's pairs are "
+                 "`deis_auto`'s):", "",
+                 pick_table(pick_rows(results, [RECOMMENDED_NAME], [f for f in unguided if f in tune],
+                                      [f for f in fams if f in GUIDED and f in tune], form, tuning_models)), ""]
+    for family in families:
+        text += ["", f"### {family}: error at sigma = 0; best in bold", markdown_cells(results, names, family)]
+    publish("\n".join(text), args.out)
+    if args.plot:
+        plot(results, [RECOMMENDED_NAME, "deis", "dpmpp_2m", "euler", "uni_pc_bh2"], families, args.plot)
 
 
 def markdown_cells(results, names, family):
@@ -357,7 +465,7 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(1)
     comfy_support.import_pack()
-    from comfyui_deis_pack_under_test.nodes.samplers import KSAMPLER_CONFIGURATIONS, RECOMMENDED
+    from comfyui_deis_pack_under_test.nodes.samplers import KSAMPLER_CONFIGURATIONS
 
     results = {}
     for path in args.cache:
@@ -370,7 +478,7 @@ def main():
             save_cache(results, args.cache[0])
         publish("## The selection protocol's search (benchmarks/selection.py)\n" + table, args.out)
         return
-    report(results, args, KSAMPLER_CONFIGURATIONS, RECOMMENDED)
+    report(results, args, KSAMPLER_CONFIGURATIONS)
 
 
 if __name__ == "__main__":

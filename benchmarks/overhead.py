@@ -24,7 +24,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from benchmarks import schedules
 from benchmarks.report import publish
 from deis import CoefficientCache, VPLinearTime, get_plan, sample_deis
-from deis.plan import compute_plan, host_sigmas, resolve_options
+from deis.options import resolve
+from deis.plan import compute_plan, host_sigmas
 
 #: name: (options, schedule). The dropdown entries first: deis_auto in each form, deis_sde.
 COLD_CONFIGS = {
@@ -80,7 +81,7 @@ def coefficient_times(steps, repeats):
     rows = []
     for name, (options, schedule) in COLD_CONFIGS.items():
         sigmas = schedule(steps)
-        resolved = resolve_options(**options)
+        resolved = resolve(**options)
         cold = median_time(lambda: compute_plan(host_sigmas(sigmas), resolved), repeats)
         cache = CoefficientCache()
         get_plan(torch.tensor(sigmas), cache=cache, **options)

@@ -10,7 +10,7 @@ from functools import partial
 import torch
 from tqdm.auto import trange
 
-from .options import check_s_noise
+from .options import RECOMMENDED_STOCHASTIC, check_s_noise
 from .plan import get_plan
 
 
@@ -155,11 +155,11 @@ def runge_kutta(model, x, sigmas, plan, extra_args, callback, disable, s_in, lat
 
 
 #: The configurations the UIs list, by the names they show: the recommended configuration for the model's
-#: form (deis.RECOMMENDED), and with eta = 1 the recommended stochastic one (deis.RECOMMENDED_STOCHASTIC).
-#: README, "Evidence", says how they were chosen.
+#: form (deis.RECOMMENDED), and the recommended stochastic one at eta = 1 (deis.RECOMMENDED_STOCHASTIC; with a
+#: lower eta the same method). README, "Evidence", says how they were chosen.
 CONFIGURATIONS = {
     "deis_auto": dict(),
-    "deis_sde": dict(eta=1.0),
+    "deis_sde": dict(RECOMMENDED_STOCHASTIC, eta=1.0),
 }
 
 sample_deis_auto = partial(sample_deis, **CONFIGURATIONS["deis_auto"])

@@ -1,12 +1,14 @@
 """ComfyUI adapters over the DEIS core: nodes, model awareness and registration."""
 
-from .samplers import DEISScheduler, SamplerDEISAdvanced
+from .samplers import DEISScheduler, SamplerDEIS, SamplerDEISAdvanced
 
 NODE_CLASS_MAPPINGS = {
+    "SamplerDEIS": SamplerDEIS,
     "SamplerDEISAdvanced": SamplerDEISAdvanced,
     "DEISScheduler": DEISScheduler,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
+    "SamplerDEIS": "Sampler DEIS",
     "SamplerDEISAdvanced": "Sampler DEIS (advanced)",
     "DEISScheduler": "DEIS Scheduler",
 }

@@ -70,6 +70,68 @@ def node_options(variant, degree, integrand, corrector, final_degree, lower_orde
 
 ADVANCED_VARIANTS = ("tab", "tab_vp", "logrhoab", "rhoab", "ipndm")
 
+#: Sampler DEIS's methods: name, what it is (its tooltip line), its core options, and whether it takes eta:
+#: above 0, the recommended method is deis_sde's at that eta, and DDIM the SDE's own first-order step.
+PRESETS = {
+    "recommended": ("the pack's recommended method for the model, KSampler's deis_auto; with eta above 0, "
+                    "deis_sde's at that eta", dict(), True),
+    "tAB3, the paper's": ("the paper's best: a cubic in the model's own time on the predicted noise",
+                          dict(variant="tab", degree=3, integrand="eps"), False),
+    "DDIM": ("first order, one model call a step (with eta above 0 the SDE's own first-order step)",
+             dict(variant="tab", degree=0, integrand="data", final_degree=0), True),
+    "Runge-Kutta 3": ("Kutta's third-order method in sigma/alpha: three model calls a step",
+                      dict(variant="rhork", tableau="kutta3"), False),
+    "Runge-Kutta 4": ("the classical fourth-order method in sigma/alpha: four model calls a step",
+                      dict(variant="rhork", tableau="rk4"), False),
+}
+
+
+def preset_options(method, eta):
+    """Sampler DEIS's widgets as core options; a ValueError names the widget and a value that works."""
+    if method not in PRESETS:
+        raise ValueError(f"unknown method {method!r}; expected one of {', '.join(PRESETS)}")
+    _, options, takes_eta = PRESETS[method]
+    if eta and not takes_eta:
+        with_eta = ", ".join(name for name, preset in PRESETS.items() if preset[2])
+        raise ValueError(f"eta = {eta:g} adds noise, which method {method!r} cannot carry; set eta to 0, or method "
+                         f"to one of {with_eta}")
+    options = dict(options, **({"eta": float(eta)} if eta else {}))
+    resolve(**options)
+    return options
+
+
+class SamplerDEIS:
+    """DEIS's recommended method and a few others, as a SAMPLER for SamplerCustom(Advanced)."""
+
+    CATEGORY = "sampling/custom_sampling/samplers"
+    RETURN_TYPES = ("SAMPLER",)
+    FUNCTION = "get_sampler"
+    DESCRIPTION = ("DEIS (Zhang & Chen, ICLR 2023) with exact coefficients. method recommended is KSampler's "
+                   "deis_auto, and with eta above 0 deis_sde. Sampler DEIS (advanced) has every option.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "method": (list(PRESETS), {"default": "recommended", "tooltip": " ".join(
+                f"{name}: {text}." for name, (text, _, _) in PRESETS.items())}),
+            "eta": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip":
+                "Noise added back each step: 0 samples the ODE (the same image from the same noise), 1 the full "
+                "reverse SDE, like dpmpp_2m_sde. With methods recommended and DDIM."}),
+        }}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, method, eta):
+        try:
+            preset_options(method, eta)
+        except ValueError as error:
+            return f"Sampler DEIS: {error}"
+        return True
+
+    def get_sampler(self, method, eta):
+        import comfy.samplers
+
+        return (comfy.samplers.KSAMPLER(comfy_sampler({}), extra_options=preset_options(method, eta)),)
+
 
 class SamplerDEISAdvanced:
     """Every option of the DEIS core's multistep samplers, as a SAMPLER for SamplerCustom(Advanced)."""

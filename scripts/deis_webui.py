@@ -17,11 +17,9 @@ CORE_MODULE = "deis_sampler_pack_core"
 
 log = logging.getLogger("deis-webui")
 
-#: label in the WebUI, alias (the ComfyUI name), core options. The same two as ComfyUI's dropdown.
-CONFIGURATIONS = (
-    ("DEIS auto", "deis_auto", dict()),
-    ("DEIS SDE", "deis_sde", dict(eta=1.0)),
-)
+#: The WebUI's label of each of the core's configurations (deis.CONFIGURATIONS, ComfyUI's dropdown entries),
+#: whose ComfyUI name is the alias.
+LABELS = {"deis_auto": "DEIS auto", "deis_sde": "DEIS SDE"}
 
 
 def load_core():
@@ -46,24 +44,13 @@ def predictor_of(model):
     return None
 
 
-def model_options(core, model, options):
-    """Flow form for Forge's ``prediction_type == 'const'``; the recommended variant where none is
-    given; tAB's time from the model's own sigmas."""
-    options = dict(options)
+def model_options(core, model):
+    """What the WebUI's model tells the core: the flow form for Forge's ``prediction_type == 'const'``, and the
+    model's own time from its sigmas (``deis.model_time_map``)."""
     predictor = predictor_of(model)
-    flow = getattr(predictor, "prediction_type", None) == "const"
-    options["parameterisation"] = "flow" if flow else "ve"
-    if "variant" not in options:
-        options.update(core.recommended_options(options["parameterisation"], stochastic=bool(options.get("eta"))))
-    if options["variant"] == "tab" and "time_map" not in options:
-        if flow:
-            options["time_map"] = core.FlowTime()
-        elif predictor is not None:
-            try:
-                options["time_map"] = core.DiscreteVPTime(predictor.sigmas.detach().cpu().double().numpy())
-            except ValueError:
-                pass  # not a usable table (continuous models): the documented default time
-    return options
+    parameterisation = "flow" if getattr(predictor, "prediction_type", None) == "const" else "ve"
+    table = None if predictor is None else predictor.sigmas.detach().cpu().double().numpy()
+    return dict(parameterisation=parameterisation, model_time_map=core.model_time_map(parameterisation, table))
 
 
 def webui_sampler(options):
@@ -77,12 +64,12 @@ def webui_sampler(options):
 
     def sample(model, x, sigmas, extra_args=None, callback=None, disable=None):
         return core.sample_deis(model, x, sigmas, extra_args=extra_args, callback=callback, disable=disable,
-                                **model_options(core, model, options))
+                                **model_options(core, model), **options)
 
     def sample_stochastic(model, x, sigmas, extra_args=None, callback=None, disable=None, eta=options.get("eta"),
                           s_noise=1.0, noise_sampler=None):
         return core.sample_deis(model, x, sigmas, extra_args=extra_args, callback=callback, disable=disable,
-                                **{**model_options(core, model, options), "eta": eta}, s_noise=s_noise,
+                                **model_options(core, model), **{**options, "eta": eta}, s_noise=s_noise,
                                 noise_sampler=noise_sampler)
 
     return sample_stochastic if options.get("eta") else sample
@@ -106,9 +93,11 @@ def register():
     """Add each configuration to the WebUI's samplers once; never replace a sampler it already has."""
     from modules import sd_samplers, sd_samplers_common, sd_samplers_kdiffusion
 
+    core = load_core()
     taken = {data.name for data in sd_samplers.all_samplers}
     added = []
-    for label, alias, options in CONFIGURATIONS:
+    for alias, options in core.CONFIGURATIONS.items():
+        label = LABELS[alias]
         if label in taken:
             continue
         function, stochastic = webui_sampler(options), bool(options.get("eta"))

@@ -125,3 +125,13 @@ def empty_conditioning(positive=False):
     import torch
 
     return [[torch.ones(1, 1, 8) if positive else torch.zeros(1, 1, 8), {}]]
+
+
+def model_core_options(model, options):
+    """A node's options with what the pack reads from a ComfyUI model (its form and time), as the core sees them."""
+    import types
+
+    pack = import_pack()
+    wrapped = types.SimpleNamespace(inner_model=types.SimpleNamespace(model_patcher=model))
+    core = {k: v for k, v in options.items() if k != "s_noise"}
+    return {**pack.nodes.model_info.model_options(wrapped), **core}

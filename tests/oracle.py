@@ -103,28 +103,40 @@ class Table:
         return mp.exp(a + b * t) * total
 
 
-def coefficients(variant, sigmas, parameterisation, i, degree, time_map=None):
-    """``C_i0..C_ir`` for step i with the r = ``degree`` previous nodes (floats)."""
+def coefficients(variant, sigmas, parameterisation, i, degree, time_map=None, nodes=None, integrand="eps"):
+    """``C_i0..C_ir`` for step i (floats): the integral over the step of each Lagrange basis polynomial on the
+    nodes ``nodes`` (schedule indices; default the predictor's, ``i, i - 1, ..., i - degree``), against
+    d rho (eps), d arctan(rho) (v) or d (1 / rho) (data)."""
     rho = [rho_of_sigma(s, parameterisation) for s in sigmas]
-    if rho[i + 1] == 0 and (variant == "logrhoab" or isinstance(time_map, Table)):
-        variant = "rhoab"  # log rho and a table's time are -inf at rho = 0: the package steps in rho
+    if rho[i + 1] == 0:
+        variant = "rhoab"  # the package takes every step into rho = 0 in rho
     if variant == "rhoab":
         v = lambda x: x  # noqa: E731
     elif variant == "logrhoab":
         v = mp.log
     else:
         v = time_map.t
-    nodes = [v(rho[i - k]) for k in range(degree + 1)]
-    return [float(integral(variant, lagrange_basis(nodes, j), rho[i], rho[i + 1], time_map))
-            for j in range(degree + 1)]
+    nodes = list(range(i, i - degree - 1, -1)) if nodes is None else list(nodes)
+    values = [v(rho[k]) for k in nodes]
+    return [float(integral(variant, lagrange_basis(values, j), rho[i], rho[i + 1], time_map, integrand))
+            for j in range(len(nodes))]
 
 
-def integral(variant, poly, rho_from, rho_to, time_map=None):
-    """integral from rho_from to rho_to of poly(v(rho)) d rho, for the variant's variable v."""
-    if variant == "rhoab":
-        antiderivative = [a / (len(poly) - m) for m, a in enumerate(poly)] + [0]
-        return mp.polyval(antiderivative, rho_to) - mp.polyval(antiderivative, rho_from)
-    if variant == "tab" and isinstance(time_map, Table):
-        return time_map.integral(poly, time_map.t(rho_from), time_map.t(rho_to))
-    v = mp.log if variant == "logrhoab" else time_map.t
-    return -mp.quad(lambda x: mp.polyval(poly, v(x)), [rho_to, rho_from])
+def integral(variant, poly, rho_from, rho_to, time_map=None, integrand="eps"):
+    """integral from rho_from to rho_to of poly(v(rho)) d mu, for the variant's variable v and the integrand's
+    measure mu (rho, arctan(rho) or 1 / rho)."""
+    if integrand == "eps":
+        if variant == "rhoab":
+            antiderivative = [a / (len(poly) - m) for m, a in enumerate(poly)] + [0]
+            return mp.polyval(antiderivative, rho_to) - mp.polyval(antiderivative, rho_from)
+        if variant == "tab" and isinstance(time_map, Table):
+            return time_map.integral(poly, time_map.t(rho_from), time_map.t(rho_to))
+    v = (lambda x: x) if variant == "rhoab" else mp.log if variant == "logrhoab" else time_map.t
+    density = {"eps": lambda x: 1, "v": lambda x: 1 / (1 + x ** 2), "data": lambda x: -1 / x ** 2}[integrand]
+    points = [rho_to, rho_from]
+    if isinstance(time_map, Table) and variant == "tab":  # the table's time has a kink at every entry
+        inside = [mp.exp(ls) for ls in time_map.log_sigmas if rho_to < mp.exp(ls) < rho_from]
+        points = [rho_to] + sorted(inside) + [rho_from]
+    if rho_from == mp.inf:  # the flow start: the v and data measures are finite there
+        points[-1] = mp.inf
+    return -mp.quad(lambda x: mp.polyval(poly, v(x)) * density(x), points)

@@ -112,6 +112,9 @@ def test_model_awareness(comfy, models, caplog):
     flow = models["flow"].get_model_object("model_sampling")
     assert model_info.parameterisation_of(eps) == "ve"
     assert model_info.parameterisation_of(flow) == "flow"
+    for kind, form in (("zsnr", "ve"), ("svd", "ve"), ("audio", "ve"), ("cascade", "ve"), ("flux", "flow")):
+        sampling = comfy_support.exact_model(kind).get_model_object("model_sampling")
+        assert model_info.parameterisation_of(sampling) == form, kind
     table = model_info.time_map_of(eps, "ve")
     assert isinstance(table, deis.DiscreteVPTime)
     assert torch.allclose(torch.from_numpy(table.sigmas).float(), eps.sigmas)
@@ -126,10 +129,21 @@ def test_model_awareness(comfy, models, caplog):
     assert sum("unknown model_sampling class Strange" in r.message for r in caplog.records) == 1
 
     wrapped = types.SimpleNamespace(inner_model=types.SimpleNamespace(model_patcher=models["flow"]))
-    options = samplers.model_aware_options(wrapped, {"variant": "tab"})
-    assert options["parameterisation"] == "flow" and isinstance(options["time_map"], deis.FlowTime)
-    plain = samplers.model_aware_options(object(), {"variant": "tab"})
-    assert plain["parameterisation"] == "ve" and "time_map" not in plain
+    options = model_info.model_options(wrapped)
+    assert options["parameterisation"] == "flow" and isinstance(options["model_time_map"], deis.FlowTime)
+    assert model_info.model_options(object()) == {"parameterisation": "ve"}
+
+
+def test_stable_cascades_table_gives_a_time_without_its_repeated_ends(comfy, caplog):
+    """Stable Cascade's sigma table repeats its clamped end values; its time is the index into the rest."""
+    model_info = comfy.pack.nodes.model_info
+    sampling = comfy_support.exact_model("cascade").get_model_object("model_sampling")
+    table = sampling.sigmas.double().numpy()
+    assert (table[1:] <= table[:-1]).sum() > 0  # the table does repeat values
+    caplog.set_level(logging.WARNING, logger="deis")
+    time_map = model_info.time_map_of(sampling, "ve")
+    assert isinstance(time_map, comfy.pack.deis.DiscreteVPTime) and not caplog.records
+    assert time_map.sigmas.min() == table.min() and time_map.sigmas.max() == table.max()
 
 
 # --------------------------------------------------------------------------- accuracy through KSampler
@@ -155,7 +169,7 @@ def test_sampler_custom_advanced_with_sampler_deis_and_the_deis_scheduler(comfy,
     sigmas = pack_nodes["DEISScheduler"]().get_sigmas(model, 10, 1.0, "deis_time_quadratic", 2.0, 7.0)[0]
     assert sigmas.shape == (11,) and sigmas[-1] == 0
     assert torch.isclose(sigmas[0], model.get_model_object("model_sampling").sigma_max.float())
-    sampler = pack_nodes["SamplerDEIS"]().get_sampler("tab", 3, "kutta3", "auto", "auto", True, "v", 0.0, 1.0)[0]
+    sampler = pack_nodes["SamplerDEISAdvanced"]().get_sampler("tab", 3, "v", True, 1, True, 0.0, 0.0, 1.0)[0]
     latent = {"samples": torch.zeros(1, 4, 8, 8)}
     noise = comfy.custom.RandomNoise().get_noise(3)[0]
     guider = comfy.custom.CFGGuider().get_guider(model, comfy_support.empty_conditioning(),
@@ -168,85 +182,105 @@ def test_sampler_custom_advanced_with_sampler_deis_and_the_deis_scheduler(comfy,
     assert relative_error(out, exact) < relative_error(euler, exact) / 2
 
 
-def sampler_deis_combinations(comfy):
-    """Every combination of Sampler DEIS's method widgets, as (widget values, options or the refusal)."""
+def advanced_combinations(comfy):
+    """Every combination of Sampler DEIS (advanced)'s widgets (eta 0, 0.5 and 1; s_noise 1 and 0.8; the cap off and
+    1.5), as (widget values, options or the refusal)."""
     import itertools
 
-    deis, options_of = comfy.pack.deis, comfy.pack.nodes.samplers.sampler_options
-    for values in itertools.product(("auto",) + deis.VARIANTS, range(4), deis.TABLEAUS,
-                                    ("auto", "discrete_table", "vp_linear", "flow"), (True, False), deis.INTEGRANDS,
-                                    (0.0, 0.5, 1.0)):
-        variant, degree, tableau, time, lower_order_final, integrand, eta = values
+    samplers = comfy.pack.nodes.samplers
+    for values in itertools.product(samplers.ADVANCED_VARIANTS, range(4), comfy.pack.deis.INTEGRANDS, (False, True),
+                                    range(3), (True, False), (0.0, 1.5), (0.0, 0.5, 1.0), (1.0, 0.8)):
         try:
-            yield values, options_of(variant, degree, tableau, "auto", time, lower_order_final, integrand, eta, 1.0)
+            yield values, samplers.node_options(*values)
         except ValueError as error:
             yield values, error
 
 
-#: How far an accepted combination may be from ComfyUI's own sampler of its kind, in Frechet distance to
-#: the digits: deterministic ones from deis (DDIM, degree 0, is 2.5 times at 10 steps), stochastic ones
-#: from the pack's deis_sde (its degree 0 is 3.7 times at 10 steps).
-ODE_FACTOR, SDE_FACTOR = 3.0, 4.0
+def preset_combinations(comfy):
+    samplers = comfy.pack.nodes.samplers
+    for values in ((method, eta) for method in samplers.PRESETS for eta in (0.0, 0.5, 1.0)):
+        try:
+            yield values, samplers.preset_options(*values)
+        except ValueError as error:
+            yield values, error
 
 
 def test_every_accepted_sampler_deis_combination_samples_the_learned_models(comfy):
-    """Sampler DEIS never produces garbage: on both shipped learned models at 10 and 20 steps, every
-    combination it accepts gives finite samples within a stated factor of deis (or of deis_sde)."""
-    from benchmarks.digits import load_data
-    from benchmarks.families import FAMILIES
+    """Every combination either node accepts samples both shipped learned models and is no worse than the
+    plainest method with half the steps: at 20 steps a deterministic one is at least as close to the exact ODE
+    solution as DDIM at 10, a stochastic one at least as close in Frechet distance to the model's own samples
+    (drawn at 200 steps) as the SDE's own first-order step at 10. Combinations whose plans are equal on a
+    schedule are run once."""
+    from benchmarks.families import FAMILIES, reference_solution
     from benchmarks.quality import frechet_distance
 
-    data, samples = load_data(), 256
-    accepted = [(values, options) for values, options in sampler_deis_combinations(comfy)
+    samplers, samples = comfy.pack.nodes.samplers, 64
+    accepted = [options for _, options in list(advanced_combinations(comfy)) + list(preset_combinations(comfy))
                 if not isinstance(options, ValueError)]
-    assert len(accepted) > 200
-    worst = {}
+    assert len(accepted) > 1000
+    checked = 0
     for family, kind, scheduler in (("digits", "eps", "karras"), ("flow-digits", "flow", "simple")):
-        model = comfy_support.exact_model(kind, denoiser=FAMILIES[family].denoiser(form(kind)))
+        denoiser = FAMILIES[family].denoiser(form(kind))
+        model = comfy_support.exact_model(kind, denoiser=denoiser)
+        model_sampling = model.get_model_object("model_sampling")
         noise = torch.randn(samples, 4, 4, 4, generator=torch.Generator().manual_seed(0))
         cond = comfy_support.empty_conditioning()
-        for steps in (10, 20):
-            sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), scheduler, steps)
 
-            def fd(sampler):
-                out = comfy.sample.sample_custom(model, noise, 1.0, sampler, sigmas, cond, cond,
-                                                 torch.zeros_like(noise), disable_pbar=True, seed=0)
-                assert torch.isfinite(out).all()
-                return frechet_distance(out.reshape(samples, 1, 8, 8), data)
+        def run(options, steps, seed=0):
+            sigmas = comfy.samplers.calculate_sigmas(model_sampling, scheduler, steps)
+            sampler = comfy.samplers.KSAMPLER(samplers.comfy_sampler({}), extra_options=options)
+            out = comfy.sample.sample_custom(model, noise, 1.0, sampler, sigmas, cond, cond, torch.zeros_like(noise),
+                                             disable_pbar=True, seed=seed)
+            assert torch.isfinite(out).all(), options
+            return out
 
-            reference = {name: fd(comfy.samplers.sampler_object(name)) for name in ("deis", "deis_sde")}
-            for values, options in accepted:
-                stochastic = values[-1] > 0
-                sampler = comfy.samplers.KSAMPLER(comfy.pack.nodes.samplers.comfy_sampler({}),
-                                                  extra_options=options)
-                if kind == "flow" and values[3] == "discrete_table":  # refused once the model is known
-                    with pytest.raises(ValueError, match="time = 'discrete_table' needs an SD-style model"):
-                        fd(sampler)
-                    continue
-                ratio = fd(sampler) / reference["deis_sde" if stochastic else "deis"]
-                key = (family, steps, values)
-                worst[key] = ratio
-                assert ratio < (SDE_FACTOR if stochastic else ODE_FACTOR), key
-    assert max(worst.values()) > 2.0  # degree 0 (DDIM) is the loosest, and the bound is near it
+        sigmas_20 = comfy.samplers.calculate_sigmas(model_sampling, scheduler, 20)
+        start = start_state(model, sigmas_20, noise, torch.zeros_like(noise))
+        exact = reference_solution(FAMILIES[family].reference_denoiser(form(kind)), start, float(sigmas_20[0]))
+        ddim = dict(variant="tab", degree=0, integrand="data", final_degree=0)
+        ode_bound = relative_error(run(ddim, 10), exact)
+        own = run(dict(ddim, eta=1.0), 200, seed=1).reshape(samples, 1, 8, 8)
+        sde_bounds = {eta: frechet_distance(run(dict(ddim, eta=eta), 10).reshape(samples, 1, 8, 8), own)
+                      for eta in (0.5, 1.0)}
+        seen = {}
+        for options in accepted:
+            key = (comfy.pack.deis.get_plan(sigmas_20, **comfy_support.model_core_options(model, options)).steps,
+                   options.get("s_noise", 1.0))
+            if key in seen:
+                continue
+            out = run(options, 20)
+            if options.get("eta"):
+                seen[key] = frechet_distance(out.reshape(samples, 1, 8, 8), own)
+                assert seen[key] <= sde_bounds[options["eta"]], (family, options, seen[key], sde_bounds)
+            else:
+                seen[key] = relative_error(out, exact)
+                assert seen[key] <= ode_bound, (family, options, seen[key], ode_bound)
+            checked += 1
+    assert checked > 100
 
 
-def test_refused_sampler_deis_combinations_name_the_widget_and_a_value(comfy):
-    refused = [(values, error) for values, error in sampler_deis_combinations(comfy) if isinstance(error, ValueError)]
-    assert len(refused) > 1000
-    widgets = ("variant", "degree", "tableau", "time", "lower_order_final", "integrand", "eta")
+def test_refused_combinations_name_the_widget_and_a_value_at_queue_time(comfy):
+    samplers = comfy.pack.nodes.samplers
+    widgets = ("variant", "degree", "integrand", "corrector", "final_degree", "lower_order_final",
+               "max_amplification", "eta", "s_noise")
+    refused = [(values, error) for values, error in advanced_combinations(comfy) if isinstance(error, ValueError)]
+    assert refused
     for values, error in refused:
         message = str(error)
-        assert message.startswith("Sampler DEIS: ") and " set " in message, message
-        named = [w for w in widgets if message.startswith(f"Sampler DEIS: {w} ")]
-        assert named, message
-    node = comfy.pack.NODE_CLASS_MAPPINGS["SamplerDEIS"]()
-    with pytest.raises(ValueError, match="s_noise = 1.3 scales noise that only eta > 0 adds; set s_noise to 1.0"):
-        node.get_sampler("auto", 2, "kutta3", "auto", "auto", True, "eps", 0.0, 1.3)
-    with pytest.raises(ValueError, match="integrand = 'eps' cannot carry noise.*set integrand to 'data'"):
-        node.get_sampler("logrhoab", 2, "kutta3", "auto", "auto", True, "eps", 1.0, 1.0)
+        assert any(message.startswith(f"{w} ") or f" {w} " in message.split(";")[0] for w in widgets), message
+        assert "; set " in message, message
+        verdict = samplers.SamplerDEISAdvanced.VALIDATE_INPUTS(*values)
+        assert verdict == f"Sampler DEIS (advanced): {message}"
+    node = comfy.pack.NODE_CLASS_MAPPINGS["SamplerDEIS"]
+    assert node.VALIDATE_INPUTS("recommended", 0.5) is True
+    verdict = node.VALIDATE_INPUTS("tAB3, the paper's", 0.5)
+    assert verdict.startswith("Sampler DEIS: eta = 0.5 adds noise") and "set eta to 0, or method to" in verdict
+    assert "set eta" in node.VALIDATE_INPUTS("recommended", 1.5)  # the range ComfyUI no longer checks itself
+    assert "max_amplification" in samplers.SamplerDEISAdvanced.VALIDATE_INPUTS("tab", 2, "eps", False, 1, True, 0.5,
+                                                                               0.0, 1.0)
 
 
-def test_auto_with_eta_is_deis_sde_at_that_eta_and_parameterisation_must_match_the_model(comfy, models):
+def test_recommended_with_eta_is_deis_sde_at_that_eta_and_the_model_is_read(comfy, models):
     node = comfy.pack.NODE_CLASS_MAPPINGS["SamplerDEIS"]()
     model, cond = models["flow"], comfy_support.empty_conditioning()
     latent = torch.zeros(1, 4, 8, 8)
@@ -257,23 +291,12 @@ def test_auto_with_eta_is_deis_sde_at_that_eta_and_parameterisation_must_match_t
         return comfy.sample.sample_custom(model, noise, 1.0, sampler, sigmas, cond, cond, latent, disable_pbar=True,
                                           seed=5)
 
-    auto = run(node.get_sampler("auto", 2, "kutta3", "auto", "auto", True, "eps", 0.7, 1.0)[0])
-    sde = run(comfy.samplers.ksampler("deis_sde", {"eta": 0.7}))
-    assert torch.equal(auto, sde)
-    assert torch.equal(run(node.get_sampler("auto", 2, "kutta3", "auto", "auto", True, "eps", 0.0, 1.0)[0]),
-                       run(comfy.samplers.sampler_object("deis_auto")))
-    assert torch.equal(run(node.get_sampler("auto", 2, "kutta3", "flow", "auto", True, "eps", 0.0, 1.0)[0]),
-                       run(comfy.samplers.sampler_object("deis_auto")))
-    with pytest.raises(ValueError, match="parameterisation 've' does not match this model .*set parameterisation"):
-        run(node.get_sampler("auto", 2, "kutta3", "ve", "auto", True, "eps", 0.0, 1.0)[0])
-    with pytest.raises(ValueError, match="time = 'discrete_table' needs an SD-style model's table"):
-        run(node.get_sampler("tab", 2, "kutta3", "auto", "discrete_table", True, "eps", 0.0, 1.0)[0])
-    eps_model = models["eps"]
-    eps_sigmas = comfy.samplers.calculate_sigmas(eps_model.get_model_object("model_sampling"), "karras", 6)
-    with pytest.raises(ValueError, match="parameterisation 'flow' does not match this model"):
-        comfy.sample.sample_custom(eps_model, noise, 1.0,
-                                   node.get_sampler("tab", 2, "kutta3", "flow", "auto", True, "eps", 0.0, 1.0)[0],
-                                   eps_sigmas, cond, cond, latent, disable_pbar=True)
+    assert torch.equal(run(node.get_sampler("recommended", 0.7)[0]),
+                       run(comfy.samplers.ksampler("deis_sde", {"eta": 0.7})))
+    assert torch.equal(run(node.get_sampler("recommended", 0.0)[0]), run(comfy.samplers.sampler_object("deis_auto")))
+    direct = comfy.pack.deis.sample_deis(MIXTURE.denoiser("flow"), noise.double(), sigmas.double(), disable=True,
+                                         parameterisation="flow", model_time_map=comfy.pack.deis.FlowTime())
+    torch.testing.assert_close(run(node.get_sampler("recommended", 0.0)[0]).double(), direct, rtol=1e-4, atol=1e-4)
 
 
 # --------------------------------------------------------------------------- graph cases
@@ -387,8 +410,7 @@ def test_progress_callback_once_per_step_and_cancel_between_steps(comfy, models)
 
     # Runge-Kutta: three model calls per step, one progress tick per step.
     steps = []
-    sampler = comfy.pack.NODE_CLASS_MAPPINGS["SamplerDEIS"]().get_sampler("rhork", 2, "kutta3", "auto", "auto", True,
-                                                                          "eps", 0.0, 1.0)[0]
+    sampler = comfy.pack.NODE_CLASS_MAPPINGS["SamplerDEIS"]().get_sampler("Runge-Kutta 3", 0.0)[0]
     sigmas = comfy.samplers.calculate_sigmas(models["eps"].get_model_object("model_sampling"), "karras", 6)
     guider = comfy.custom.CFGGuider().get_guider(models["eps"], comfy_support.empty_conditioning(),
                                                  comfy_support.empty_conditioning(), 1.0)[0]
@@ -405,8 +427,8 @@ def test_progress_callback_once_per_step_and_cancel_between_steps(comfy, models)
 
 def test_data_form_linear_in_log_sigma_is_comfyuis_res_multistep(comfy, models):
     """Independent oracle: ComfyUI's res_multistep is the exponential integrator with D linear in -log sigma."""
-    node = comfy.pack.NODE_CLASS_MAPPINGS["SamplerDEIS"]()
-    sampler = node.get_sampler("logrhoab", 1, "kutta3", "auto", "auto", False, "data", 0.0, 1.0)[0]
+    node = comfy.pack.NODE_CLASS_MAPPINGS["SamplerDEISAdvanced"]()
+    sampler = node.get_sampler("logrhoab", 1, "data", False, 0, False, 0.0, 0.0, 1.0)[0]
     model, cond = models["eps"], comfy_support.empty_conditioning()
     latent = torch.zeros(2, 4, 8, 8)
     noise = comfy.sample.prepare_noise(latent, 5)
@@ -418,28 +440,22 @@ def test_data_form_linear_in_log_sigma_is_comfyuis_res_multistep(comfy, models):
         torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("kind, oracle", [("eps", "euler_ancestral"), ("flow", "euler_ancestral")])
-def test_degree_zero_with_eta_is_comfyuis_ancestral_euler(comfy, models, kind, oracle):
-    """eta = 1 (and 0.5), degree 0: ComfyUI's euler_ancestral, which runs euler_ancestral_RF on flow models,
-    step for step from the same seed (the same noise draws)."""
-    def sampler(eta):  # the core's option; Sampler DEIS takes eta with the data integrand only
-        return comfy.samplers.KSAMPLER(comfy.pack.nodes.samplers.comfy_sampler({}), extra_options=dict(
-            variant="tab", degree=0, integrand="eps", eta=eta))
-
-    model, cond = models[kind], comfy_support.empty_conditioning()
+def test_ddim_with_eta_one_is_comfyuis_ancestral_euler(comfy, models):
+    """Sampler DEIS's DDIM at eta = 1 on an SD-style model, the SDE's own first-order step, is ancestral Euler
+    (DDPM's posterior step) step for step from the same seed (the same noise draws)."""
+    sampler = comfy.pack.NODE_CLASS_MAPPINGS["SamplerDEIS"]().get_sampler("DDIM", 1.0)[0]
+    model, cond = models["eps"], comfy_support.empty_conditioning()
     latent = torch.zeros(2, 4, 8, 8)
     noise = comfy.sample.prepare_noise(latent, 7)
     sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "simple", 10)
-    for eta in (1.0, 0.5):
-        ours = comfy.sample.sample_custom(model, noise, 1.0, sampler(eta), sigmas, cond, cond, latent,
-                                          disable_pbar=True, seed=11)
-        theirs = comfy.sample.sample_custom(
-            model, noise, 1.0, comfy.samplers.ksampler(oracle, {"eta": eta}), sigmas, cond, cond, latent,
-            disable_pbar=True, seed=11)
-        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5 * float(theirs.abs().max()))
-        ode = comfy.sample.sample_custom(model, noise, 1.0, sampler(0.0), sigmas, cond, cond, latent,
-                                         disable_pbar=True, seed=11)
-        assert (ours - ode).abs().max() > 0.1  # the noise is there
+    ours = comfy.sample.sample_custom(model, noise, 1.0, sampler, sigmas, cond, cond, latent, disable_pbar=True,
+                                      seed=11)
+    theirs = comfy.sample.sample_custom(model, noise, 1.0, comfy.samplers.ksampler("euler_ancestral", {"eta": 1.0}),
+                                        sigmas, cond, cond, latent, disable_pbar=True, seed=11)
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5 * float(theirs.abs().max()))
+    ode = comfy.sample.sample_custom(model, noise, 1.0, comfy.samplers.sampler_object("euler"), sigmas, cond, cond,
+                                     latent, disable_pbar=True, seed=11)
+    assert (ours - ode).abs().max() > 0.1  # the noise is there
 
 
 @pytest.mark.parametrize("kind", ["eps", "flow"])

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
@@ -78,6 +79,13 @@ class Server:
                                          headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read())
+
+    def post_status(self, path, payload):
+        """(HTTP status, JSON body), also for an error answer."""
+        try:
+            return 200, self.post(path, payload)
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
 
     def run(self, workflow, timeout=120):
         """Queue a workflow and wait for it; returns its history entry."""
@@ -150,8 +158,9 @@ def test_object_info_lists_the_pack(server):
     assert samplers[after:after + len(PACK_NAMES)] == PACK_NAMES  # right after ComfyUI's own deis
     assert SCHEDULER in schedulers
     assert all(name in info["KSamplerAdvanced"]["input"]["required"]["sampler_name"][0] for name in PACK_NAMES)
-    assert "SamplerDEIS" in info and "DEISScheduler" in info
-    assert info["SamplerDEIS"]["output"] == ["SAMPLER"] and info["DEISScheduler"]["output"] == ["SIGMAS"]
+    assert {"SamplerDEIS", "SamplerDEISAdvanced", "DEISScheduler"} <= set(info)
+    assert info["SamplerDEIS"]["output"] == info["SamplerDEISAdvanced"]["output"] == ["SAMPLER"]
+    assert info["DEISScheduler"]["output"] == ["SIGMAS"]
     assert "DEIS: the sampler pack failed" not in server.log_tail()
 
 
@@ -214,9 +223,9 @@ def test_sampler_custom_advanced_workflow_with_sampler_deis_and_deis_scheduler(s
             "save": {"class_type": "SaveLatent", "inputs": {"samples": ["sample", 0], "filename_prefix": prefix}},
         }
 
-    deis = {"class_type": "SamplerDEIS", "inputs": {
-        "variant": "tab", "degree": 3, "tableau": "kutta3", "parameterisation": "auto", "time": "auto",
-        "lower_order_final": True, "integrand": "v", "eta": 0.0, "s_noise": 1.0}}
+    deis = {"class_type": "SamplerDEISAdvanced", "inputs": {
+        "variant": "tab", "degree": 3, "integrand": "v", "corrector": True, "final_degree": 1,
+        "lower_order_final": True, "max_amplification": 0.0, "eta": 0.0, "s_noise": 1.0}}
     euler = {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}}
     exact = exact_final(kind, seed)
     ours = server.saved_latent(server.run(workflow(deis, f"custom_{kind}/deis")))
@@ -233,9 +242,28 @@ def test_the_stochastic_entry_in_a_ksampler_workflow_follows_the_seed(server, ki
     assert float((runs[0] - runs[2]).abs().max()) > 0.1
 
 
+def test_a_refused_combination_is_refused_at_queue_time_naming_the_widget(server):
+    """POST /prompt answers 400 before anything runs, with the node's message."""
+    workflow = {
+        "model": {"class_type": "DEISTestExactModel", "inputs": {"kind": "eps"}},
+        "latent": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "sampler": {"class_type": "SamplerDEIS", "inputs": {"method": "tAB3, the paper's", "eta": 0.5}},
+        "sigmas": {"class_type": "BasicScheduler", "inputs": {"model": ["model", 0], "scheduler": "karras",
+                                                              "steps": 4, "denoise": 1.0}},
+        "sample": {"class_type": "SamplerCustom", "inputs": {
+            "model": ["model", 0], "add_noise": True, "noise_seed": 1, "cfg": 1.0, "positive": ["model", 1],
+            "negative": ["model", 1], "sampler": ["sampler", 0], "sigmas": ["sigmas", 0],
+            "latent_image": ["latent", 0]}},
+        "save": {"class_type": "SaveLatent", "inputs": {"samples": ["sample", 0], "filename_prefix": "refused/x"}},
+    }
+    status, body = server.post_status("/prompt", {"prompt": workflow})
+    assert status == 400, body
+    assert "Sampler DEIS: eta = 0.5 adds noise" in json.dumps(body) and "set eta to 0" in json.dumps(body)
+
+
 def test_help_pages_and_workflow_templates_are_served(server):
     """ComfyUI serves WEB_DIRECTORY's docs/<NodeName>.md as node help, and example_workflows/ as templates."""
-    for node in ("SamplerDEIS", "DEISScheduler"):
+    for node in ("SamplerDEIS", "SamplerDEISAdvanced", "DEISScheduler"):
         page = server.get_bytes(f"/extensions/comfyui-deis/docs/{node}.md").decode()
         assert page.startswith("# ") and "## Inputs" in page
         assert not [line for line in page.splitlines() if line.startswith("|")]  # no table: the sidebar is narrow
@@ -248,7 +276,7 @@ def test_help_pages_and_workflow_templates_are_served(server):
 
 def test_every_node_input_has_a_tooltip(server):
     info = server.get("/object_info")
-    for node in ("SamplerDEIS", "DEISScheduler"):
+    for node in ("SamplerDEIS", "SamplerDEISAdvanced", "DEISScheduler"):
         for name, (kind, *rest) in info[node]["input"]["required"].items():
             assert rest and rest[0].get("tooltip"), (node, name)
 

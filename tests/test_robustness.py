@@ -12,11 +12,13 @@ from deis import CoefficientCache, DiscreteVPTime, VPLinearTime, get_plan, sampl
 
 CONFIGS = [
     dict(), dict(variant="tab", degree=2, integrand="data"), dict(variant="tab", degree=3),
-    dict(variant="rhoab", degree=3), dict(variant="logrhoab", degree=3),
-    dict(variant="ipndm", degree=3), dict(variant="ipndm_v", degree=2), dict(variant="rhork", tableau="rk4"),
+    dict(variant="tab", degree=2, integrand="data", corrector=True),
+    dict(variant="tab", degree=2, integrand="v", corrector=True, max_amplification=1.5),
+    dict(variant="logrhoab", degree=3, corrector=True), dict(variant="rhoab", degree=3),
+    dict(variant="ipndm", degree=3, corrector=True), dict(variant="rhork", tableau="rk4"),
 ]
 IDS = [f"{c.get('variant', 'recommended')}-{c.get('degree', c.get('tableau'))}-{c.get('integrand', '')}"
-       for c in CONFIGS]
+       + ("-corrected" if c.get("corrector") else "") for c in CONFIGS]
 
 
 def noise(*shape, seed=0, dtype=torch.float64):
@@ -49,7 +51,10 @@ def test_a_single_step_is_ddim(options, sigma_next):
     out = sample_deis(model, x, torch.tensor([10.0, sigma_next], dtype=torch.float64), disable=True, **options)
     denoised = model(x, torch.full([2], 10.0, dtype=torch.float64))
     ddim = denoised + sigma_next / 10.0 * (x - denoised)
-    if options.get("variant") == "rhork" and sigma_next > 0:  # one RK4 step: better than DDIM
+    if options.get("integrand") == "v" and sigma_next > 0:  # v's degree 0 is exact for N(0, 1) data, not DDIM
+        exact = MIXTURE.reference(x.numpy(), 10.0, 2.0)
+        assert relative_error(out, exact) < relative_error(ddim, exact)
+    elif options.get("variant") == "rhork" and sigma_next > 0:  # one RK4 step: better than DDIM
         exact = MIXTURE.reference(x.numpy(), 10.0, 2.0)
         assert relative_error(out, exact) < 0.7 * relative_error(ddim, exact)
     else:
@@ -64,7 +69,7 @@ def test_a_schedule_starting_below_sigma_max_starts_with_empty_history(options):
     out = sample_deis(MIXTURE.denoiser(), x, sigmas, disable=True,
                       callback=lambda d: first.append(d["x"]) if d["i"] == 1 else None, **options)
     denoised = MIXTURE.denoiser()(x, sigmas[:1])
-    if options.get("variant") != "rhork":
+    if options.get("variant") != "rhork" and options.get("integrand") != "v":  # v's degree 0 is not DDIM
         torch.testing.assert_close(first[0], denoised + sigmas[1] / sigmas[0] * (x - denoised))
     assert relative_error(out, MIXTURE.reference(x.numpy(), 3.0, 0.0)) < 5e-3
 
@@ -91,7 +96,8 @@ def test_half_precision_latents_stay_close_to_float32(options, dtype, form):
     reference = sample_deis(model, x, sigmas, disable=True, parameterisation=form, **options)
     out = sample_deis(model, x.to(dtype), sigmas, disable=True, parameterisation=form, **options)
     assert out.dtype == dtype and torch.isfinite(out).all()
-    assert relative_error(out.float(), reference.numpy()) < 1e-2
+    # the latent is rounded at every model call and at the end: a few units of the dtype's rounding
+    assert relative_error(out.float(), reference.numpy()) < 3 * torch.finfo(dtype).eps
 
 
 @pytest.mark.parametrize("options", CONFIGS, ids=IDS)
@@ -107,8 +113,9 @@ def test_callback_runs_once_per_step_with_the_current_x_and_true_denoised(option
         assert set(c) == {"x", "i", "sigma", "sigma_hat", "denoised"}
         assert c["sigma"] == sigmas[c["i"]] and c["sigma_hat"] == sigmas[c["i"]]
         torch.testing.assert_close(c["denoised"], model(c["x"], c["sigma"].reshape(1)))
-    if len(get_plan(sigmas, **options).steps[-1].update.weights) == 1:  # a DDIM step into 0 is x = D
-        assert torch.equal(calls[-1]["denoised"], out)
+    last = get_plan(sigmas, **options).steps[-1]
+    if len(last.update.weights) == 1 and not getattr(last, "correction", None):  # DDIM into 0, nothing to keep
+        torch.testing.assert_close(calls[-1]["denoised"], out, rtol=1e-14, atol=1e-12)
 
 
 def test_progress_bar_honours_disable(capsys):
@@ -235,9 +242,12 @@ BAD_OPTIONS = [
     (dict(variant="rhork", tableau="rk45"), "unknown Runge-Kutta tableau"),
     (dict(variant="tab", tableau="rk4"), "tableau applies only"),
     (dict(variant="rhork", degree=2), "degree applies to the multistep"),
-    (dict(variant="rhoab", time_map=VPLinearTime()), "time_map applies only to tAB"),
-    (dict(variant="rhork", time_map=VPLinearTime()), "time_map applies only to tAB"),
+    (dict(variant="rhoab", time_map=VPLinearTime()), "time_map applies only to variant 'tab'"),
+    (dict(variant="rhork", time_map=VPLinearTime()), "time_map applies to the multistep variants"),
     (dict(variant="rhork", lower_order_final=False), "lower_order_final applies"),
+    (dict(variant="ipndm_v"), "unknown DEIS variant 'ipndm_v'"),
+    (dict(max_amplification=0.5), "max_amplification must be a number of at least 1"),
+    (dict(s_noise=1.5), "s_noise = 1.5 scales noise that only eta above 0 adds"),
     (dict(eta=1.0, s_noise=float("nan")), "s_noise must be a finite number"),
     (dict(eta=1.0, s_noise=-1.0), "s_noise must be a finite number"),
     (dict(variant="tab", time_map="sd15"), "time_map must be"),

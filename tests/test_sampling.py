@@ -1,4 +1,5 @@
-"""The samplers against independent oracles: k-diffusion's LMS and Euler, and exact ODE solutions."""
+"""The samplers against independent oracles (k-diffusion's LMS and Euler, exact ODE solutions) and their
+convergence order, from sigma_max to sigma = 0."""
 
 import math
 
@@ -29,35 +30,61 @@ def test_rhoab_is_k_diffusion_lms(degree, n):
     assert relative_error(ours, lms.numpy()) < 1e-5
 
 
-@pytest.mark.parametrize("variant", AB_VARIANTS + ("ipndm", "ipndm_v"))
+@pytest.mark.parametrize("integrand", ["eps", "data"])
 @pytest.mark.parametrize("end_at_zero", [False, True])
-def test_degree_zero_is_ddim_is_k_diffusion_euler(variant, end_at_zero):
+def test_degree_zero_is_ddim_is_k_diffusion_euler(integrand, end_at_zero):
+    """Degree 0 on eps_hat or on D is DDIM, which in the VE form is Euler (the variable plays no part)."""
     sigmas = K.get_sigmas_karras(10, 0.002, 80.0).double()
     sigmas = sigmas if end_at_zero else sigmas[:-1]
     x = noise(1, 3, 8, 8) * sigmas[0]
     model = MIXTURE.denoiser()
-    ours = sample_deis(model, x, sigmas, disable=True, variant=variant, degree=0)
+    ours = sample_deis(model, x, sigmas, disable=True, variant="tab", degree=0, integrand=integrand, final_degree=0)
     euler = K.sample_euler(model, x, sigmas, disable=True)
     assert relative_error(ours, euler.numpy()) < 1e-12
 
 
 def measured_order(errors, steps):
-    return -np.polyfit(np.log(steps), np.log(errors), 1)[0]
+    """The order between the last two step counts (the first pair is the least asymptotic)."""
+    return math.log(errors[-2] / errors[-1]) / math.log(steps[-1] / steps[-2])
 
 
-def ode_errors(problem, form, steps, sigma_end=0.05, **options):
-    """Relative error at the end of a Karras-spaced schedule from rho = 1000, for each step count.
+_references = {}
 
-    It starts far out, where eps_hat is nearly constant, so that the lower-order warm-start steps
-    (and in the flow form the data form's start) add errors far below the method's own.
-    """
+
+def reference(problem, form, x, sigma_from, sigma_to):
+    """The exact solution, computed once per problem, form, start and end (every step count shares it)."""
+    key = (id(problem), form, x.numpy().tobytes(), float(sigma_from), float(sigma_to))
+    if key not in _references:
+        _references[key] = problem.reference(x.numpy(), sigma_from, sigma_to, form)
+    return _references[key]
+
+
+def bulk_errors(problem, form, steps, **options):
+    """Relative error at the end of a Karras-spaced schedule from rho = 1000 to 0.05: the method's own order,
+    away from both ends (where eps_hat is nearly constant, and above the step into 0)."""
     z = noise(1, 1, 4, 4, seed=1)
     errors = []
     for n in steps:
-        rho = schedules.karras(n + 1, sigma_end, 1000.0)[:-1]
+        rho = schedules.karras(n + 1, 0.05, 1000.0)[:-1]
         sigmas = rho / (1 + rho) if form == "flow" else rho
         x = z * float(sigmas[0])
-        exact = problem.reference(x.numpy(), sigmas[0], sigmas[-1], form)
+        exact = reference(problem, form, x, sigmas[0], sigmas[-1])
+        out = sample_deis(problem.denoiser(form), x, torch.from_numpy(sigmas), disable=True,
+                          parameterisation=form, **options)
+        errors.append(relative_error(out, exact))
+    return errors
+
+
+def full_errors(problem, form, steps, **options):
+    """Relative error at sigma = 0 of a whole schedule from sigma_max: the orders users get, first step and step
+    into 0 included. VE: sigma from 80, cubic in the step index to 0 (its last step from 80 / N^3). Flow:
+    ComfyUI's simple schedule with shift 3, from pure noise (sigma = 1) to 0 (its last step from about 3 / N)."""
+    z = noise(1, 2, 4, 4, seed=1)
+    errors = []
+    for n in steps:
+        sigmas = schedules.flow_shift(n) if form == "flow" else 80.0 * np.linspace(1, 0, n + 1) ** 3
+        x = z if form == "flow" else z * float(sigmas[0])
+        exact = reference(problem, form, x, sigmas[0], 0.0)
         out = sample_deis(problem.denoiser(form), x, torch.from_numpy(sigmas), disable=True,
                           parameterisation=form, **options)
         errors.append(relative_error(out, exact))
@@ -67,10 +94,51 @@ def ode_errors(problem, form, steps, sigma_end=0.05, **options):
 @pytest.mark.parametrize("form", ["ve", "flow"])
 @pytest.mark.parametrize("variant", AB_VARIANTS)
 @pytest.mark.parametrize("degree", [0, 1, 2, 3])
-def test_ab_global_order_is_degree_plus_one_on_the_gaussian(form, variant, degree):
+def test_predictor_order_is_degree_plus_one(form, variant, degree):
     steps = [128, 256, 512]
-    order = measured_order(ode_errors(GAUSSIAN, form, steps, variant=variant, degree=degree), steps)
+    order = measured_order(bulk_errors(GAUSSIAN, form, steps, variant=variant, degree=degree), steps)
     assert abs(order - (degree + 1)) < 0.3, order
+
+
+@pytest.mark.parametrize("form", ["ve", "flow"])
+@pytest.mark.parametrize("integrand", ["eps", "v", "data"])
+@pytest.mark.parametrize("degree", [1, 2])
+def test_the_corrector_raises_the_order_by_one(form, integrand, degree):
+    steps = [128, 256, 512]
+    options = dict(variant="tab", degree=degree, integrand=integrand)
+    plain = bulk_errors(MIXTURE, form, steps, **options)
+    corrected = bulk_errors(MIXTURE, form, steps, corrector=True, **options)
+    assert abs(measured_order(plain, steps) - (degree + 1)) < 0.3
+    assert abs(measured_order(corrected, steps) - (degree + 2)) < 0.35
+    assert corrected[-1] < plain[-1] / 4
+
+
+@pytest.mark.parametrize("integrand", ["eps", "v", "data"])
+@pytest.mark.parametrize("degree", [1, 2])
+@pytest.mark.parametrize("corrector", [False, True])
+def test_from_sigma_max_to_zero_in_the_ve_form_the_order_is_the_methods(integrand, degree, corrector):
+    """From sigma = 80 to 0, the first step and the step into 0 included: the order is degree + 1, and
+    degree + 2 with the corrector (its first step is a corrected DDIM step, second order locally)."""
+    steps = [128, 256, 512]
+    errors = full_errors(MIXTURE, "ve", steps, variant="tab", degree=degree, integrand=integrand,
+                         corrector=corrector)
+    assert measured_order(errors, steps) > degree + 1 + corrector - 0.3, errors
+
+
+@pytest.mark.parametrize("integrand", ["eps", "v"])
+@pytest.mark.parametrize("corrector", [False, True])
+def test_on_a_flow_model_the_step_into_zero_sets_the_order(integrand, corrector):
+    """ComfyUI's simple schedule ends with a step from sigma ~ 3 / N into 0. Taken as DDIM (final_degree 0) its
+    local error, and so the global order, is 2 whatever the method; as a degree-1 step in rho it is 3, which
+    the corrected tAB2 reaches (its first step, from pure noise, is a corrected DDIM step), and the
+    uncorrected one passes (its DDIM first step bounds it by 2 as N grows)."""
+    steps = [128, 256, 512]
+    options = dict(variant="tab", degree=2, integrand=integrand, corrector=corrector)
+    ddim_into_zero = full_errors(MIXTURE, "flow", steps, final_degree=0, **options)
+    linear_into_zero = full_errors(MIXTURE, "flow", steps, final_degree=1, **options)
+    assert abs(measured_order(ddim_into_zero, steps) - 2) < 0.2
+    assert measured_order(linear_into_zero, steps) > (2.8 if corrector else 2.2)
+    assert linear_into_zero[-1] < ddim_into_zero[-1] / 4
 
 
 @pytest.mark.parametrize("form", ["ve", "flow"])
@@ -78,7 +146,7 @@ def test_ab_global_order_is_degree_plus_one_on_the_gaussian(form, variant, degre
                                             ("ralston3", 3), ("rk4", 4)])
 def test_rhork_order_is_the_tableau_order_on_a_mixture(form, tableau, order):
     steps = [32, 64, 128]
-    errors = ode_errors(MIXTURE, form, steps, variant="rhork", tableau=tableau)
+    errors = bulk_errors(MIXTURE, form, steps, variant="rhork", tableau=tableau)
     assert abs(measured_order(errors, steps) - order) < 0.3
 
 
@@ -97,14 +165,17 @@ def test_flow_start_at_sigma_one_converges_to_the_exact_solution(variant):
     assert errors[1] < errors[0] / 3 and errors[1] < 2e-3, errors
 
 
-def test_tab_uses_the_time_map_it_is_given():
+def test_tab_uses_the_time_map_it_is_given_else_the_models_else_the_default():
     sigmas = torch.from_numpy(schedules.sd15_karras(8))
     x = noise(1, 1, 4, 4) * sigmas[0]
     model = MIXTURE.denoiser()
     table = sample_deis(model, x, sigmas, disable=True, variant="tab", time_map=schedules.SD15)
     vp = sample_deis(model, x, sigmas, disable=True, variant="tab", time_map=VPLinearTime())
     default = sample_deis(model, x, sigmas, disable=True, variant="tab")
-    assert torch.equal(vp, default)
+    model_time = sample_deis(model, x, sigmas, disable=True, variant="tab", model_time_map=schedules.SD15)
+    given_wins = sample_deis(model, x, sigmas, disable=True, variant="tab", time_map=VPLinearTime(),
+                             model_time_map=schedules.SD15)
+    assert torch.equal(vp, default) and torch.equal(table, model_time) and torch.equal(given_wins, vp)
     assert not torch.allclose(table, vp, rtol=1e-6, atol=0)
     flow_sigmas = torch.from_numpy(schedules.flow_shift(8))
     flow_default = sample_deis(MIXTURE.denoiser("flow"), x, flow_sigmas, disable=True, parameterisation="flow",
@@ -112,18 +183,6 @@ def test_tab_uses_the_time_map_it_is_given():
     flow_time = sample_deis(MIXTURE.denoiser("flow"), x, flow_sigmas, disable=True, parameterisation="flow",
                             variant="tab", time_map=FlowTime())
     assert torch.equal(flow_default, flow_time)
-
-
-def test_accuracy_at_few_steps_beats_euler_and_lms():
-    """The point of DEIS: on a hard problem at 10 steps, tAB3 is far more accurate than Euler and LMS."""
-    sigmas = torch.from_numpy(schedules.edm(10))
-    x = noise(1, 4, 8, 8) * 80.0
-    exact = MIXTURE.reference(x.numpy(), 80.0, 0.0)
-    model = MIXTURE.denoiser()
-    deis_error = relative_error(sample_deis(model, x, sigmas, disable=True, variant="tab", degree=3), exact)
-    euler_error = relative_error(K.sample_euler(model, x, sigmas, disable=True), exact)
-    lms_error = relative_error(K.sample_lms(model, x, sigmas, disable=True), exact)
-    assert deis_error < euler_error / 3 and deis_error < lms_error, (deis_error, euler_error, lms_error)
 
 
 def test_gaussian_reference_is_the_closed_form():

@@ -10,6 +10,7 @@ with no Monte Carlo error; a Monte Carlo run of 20,000 samples checks it.
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -61,23 +62,20 @@ def moment_error(form, steps, **options):
     return abs(mean - mean_limit) + abs(std - std_limit)
 
 
-#: degree 0 (ancestral Euler), the recommended ODE configuration with the ancestral split, and deis_sde's
-#: data form with the SDE's own kernel.
-#: degree 0 (ancestral Euler), the ancestral split on the eps integrand (the core keeps it), deis_sde's data form
-#: with the SDE's own kernel (no variant with eta > 0), and the same in log rho (DPM-Solver++(2M) SDE Heun).
-CONFIGS = {"degree-0": dict(variant="tab", degree=0), "ancestral-tab2": dict(variant="tab", degree=2),
-           "deis_sde": dict(), "logrho-sde": dict(variant="logrhoab", degree=1, integrand="data")}
+#: The SDE's own kernel on the denoised value: degree 0 (DDIM with eta), deis_sde (no variant with eta > 0), the
+#: same in log rho (DPM-Solver++(2M) SDE Heun) and tAB1 with the corrector. Each ends with x = D (plus the last
+#: correction) at the last nonzero sigma.
+CONFIGS = {"degree-0": dict(variant="tab", degree=0, integrand="data", final_degree=0), "deis_sde": dict(),
+           "logrho-sde": dict(variant="logrhoab", degree=1, integrand="data", final_degree=0),
+           "corrected-sde": dict(variant="tab", degree=1, integrand="data", corrector=True, final_degree=0)}
 
 
 @pytest.mark.parametrize("form", ["ve", "flow"])
 @pytest.mark.parametrize("eta", [0.5, 1.0])
 @pytest.mark.parametrize("config", CONFIGS, ids=list(CONFIGS))
 def test_mean_and_std_converge_at_weak_order_one_or_more(form, eta, config):
-    """Errors of the final mean and std at 50, 100, 200 steps shrink at least like 1 / steps (the weak
-    order of the ancestral split; the SDE kernel of deis_sde measures order 2 on these linear problems),
-    and are below 4 % of the data's std at 200 steps (the flow form at eta = 1 with the ancestral split
-    is the slowest: 0.018 at 200 steps, 0.0094 at 400). At 25 steps deis_sde's std error changes sign
-    in the VE form (7.9e-7 there, 1.4e-4 at 50), so the sequence starts at 50."""
+    """Errors of the final mean and std at 50, 100, 200 steps shrink at least like 1 / steps (weak order one),
+    and are below 4 % of the data's std at 200 steps."""
     steps = [50, 100, 200]
     errors = [moment_error(form, n, eta=eta, **CONFIGS[config]) for n in steps]
     assert all(a > b for a, b in zip(errors, errors[1:])), errors
@@ -116,21 +114,31 @@ def test_twenty_thousand_samples_have_the_datas_mean_and_std(form, eta):
 
 
 @pytest.mark.parametrize("variant", ["tab", "logrhoab", "rhoab", "ipndm"])
-@pytest.mark.parametrize("integrand", ["eps", "v", "data"])
-def test_eta_zero_is_the_ode_sampler_bit_for_bit(variant, integrand):
-    sigmas = torch.from_numpy(schedules.sd15_karras(9))
-    x = torch.randn(2, 3, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(2)) * 14.6
-    model = DATA.denoiser("ve")
-    options = dict(variant=variant, degree=2, integrand=integrand)
-    assert torch.equal(sample_deis(model, x, sigmas, disable=True, eta=0.0, **options),
-                       sample_deis(model, x, sigmas, disable=True, **options))
-    assert all(step.noise == 0.0 for step in get_plan(sigmas, eta=0.0, **options).steps)
+@pytest.mark.parametrize("corrector", [False, True])
+def test_as_eta_goes_to_zero_the_sde_step_becomes_the_ode_step(variant, corrector):
+    """The SDE kernel d(rho^-(1 + eta)) and the noise sqrt(1 - (rho' / rho)^(2 eta)) tend to the ODE's as eta -> 0,
+    each plan computed on its own (separate caches)."""
+    from deis import CoefficientCache
+
+    sigmas = schedules.sd15_karras(9)
+    options = dict(variant=variant, degree=2, integrand="data", corrector=corrector)
+    ode = get_plan(sigmas, cache=CoefficientCache(), **options)
+    for eta in (1e-3, 1e-6):
+        sde = get_plan(sigmas, cache=CoefficientCache(), eta=eta, **options)
+        for a, b in zip(ode.steps, sde.steps):
+            np.testing.assert_allclose(b.update.weights, a.update.weights, rtol=20 * eta, atol=20 * eta)
+            np.testing.assert_allclose(b.update.x_scale, a.update.x_scale, rtol=20 * eta)
+            if a.correction:
+                np.testing.assert_allclose(b.correction, a.correction, rtol=20 * eta, atol=20 * eta)
+            assert b.noise < 4 * math.sqrt(eta) * sigmas[0]
+    assert all(step.noise == 0.0 for step in ode.steps)
+    assert any(step.noise > 0 for step in get_plan(sigmas, cache=CoefficientCache(), eta=1e-3, **options).steps)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("config", ["deis_sde", "ancestral-tab2"])
+@pytest.mark.parametrize("config", ["deis_sde", "corrected-sde"])
 def test_flow_start_and_end_are_finite_in_every_dtype(dtype, config):
-    """From sigma = 1 (alpha = 0, rho = inf) to sigma = 0, with the SDE kernel and with the ancestral split."""
+    """From sigma = 1 (alpha = 0, rho = inf) to sigma = 0, with the SDE kernel, corrected or not."""
     sigmas = torch.from_numpy(schedules.flow_shift(10)).float()
     x = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(3)).to(dtype)
     out = sample_deis(DATA.denoiser("flow"), x, sigmas, disable=True, parameterisation="flow", eta=1.0,
@@ -155,19 +163,21 @@ def test_the_default_noise_follows_the_seed_in_extra_args():
 
 
 @pytest.mark.parametrize("form", ["ve", "flow"])
-def test_ancestral_noise_keeps_the_marginal_noise_level(form):
-    """Per step: (alpha_{i+1} / alpha_down)^2 sigma_down^2 + noise^2 = sigma_{i+1}^2, the noise level of x."""
+def test_each_sde_step_keeps_the_noise_level_of_x(form):
+    """For data with no spread, x_i = alpha_i p + sigma_i z: a step scales the noise by x_scale and adds fresh noise,
+    and (x_scale sigma_i)^2 + noise^2 = sigma_{i+1}^2, the noise level of x at the next sigma."""
     from deis.parameterisation import get_parameterisation
 
     param = get_parameterisation(form)
     sigmas = SCHEDULES[form](12)
     for eta in (0.3, 1.0):
-        plan = get_plan(sigmas, parameterisation=form, eta=eta, variant="tab", degree=0)
-        down = param.ancestral_sigma_down(sigmas[:-1], sigmas[1:], eta)
+        plan = get_plan(sigmas, parameterisation=form, eta=eta, variant="tab", degree=1, integrand="data")
         for i, step in enumerate(plan.steps[:-1]):
-            alpha_next, alpha_down = param.alpha(sigmas[i + 1]), param.alpha(down[i])
-            level = (alpha_next / alpha_down * down[i]) ** 2 + step.noise ** 2
+            level = (step.update.x_scale * sigmas[i]) ** 2 + step.noise ** 2
             assert level == pytest.approx(sigmas[i + 1] ** 2, rel=1e-12)
+            # ... and the signal: alpha_i p x_scale plus the weights on D (= p) is alpha_{i+1} p
+            signal = step.update.x_scale * param.alpha(sigmas[i]) + sum(step.update.weights)
+            assert signal == pytest.approx(float(param.alpha(sigmas[i + 1])), rel=1e-12, abs=1e-14)
 
 
 def test_the_data_form_sde_step_linear_in_log_rho_is_dpm_solver_plus_plus_2m_sde_heun():
@@ -193,5 +203,5 @@ def test_the_data_form_sde_step_linear_in_log_rho_is_dpm_solver_plus_plus_2m_sde
             old, h_last = denoised, h if sigmas[i + 1] > 0 else h_last
         it = iter(draws)
         ours = sample_deis(model, x0, sigmas, disable=True, variant="logrhoab", degree=1, integrand="data",
-                           eta=eta, lower_order_final=False, noise_sampler=lambda s, t: next(it))
+                           eta=eta, final_degree=0, noise_sampler=lambda s, t: next(it))
         torch.testing.assert_close(ours, x, rtol=1e-12, atol=1e-12)

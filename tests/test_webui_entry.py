@@ -13,7 +13,7 @@ import torch
 
 from benchmarks import schedules
 from benchmarks.problems import MIXTURE, relative_error
-from deis import DiscreteVPTime, FlowTime, sample_deis
+from deis import RECOMMENDED_STOCHASTIC, DiscreteVPTime, FlowTime, sample_deis
 
 SCRIPT = __import__("pathlib").Path(__file__).resolve().parent.parent / "scripts" / "deis_webui.py"
 LABELS = ["DEIS auto", "DEIS SDE"]
@@ -138,13 +138,15 @@ def test_the_registered_samplers_run_the_core_model_aware(webui, form):
     calls = []
     out = sde.func(model, x, sigmas=sigmas, extra_args={}, disable=True, callback=calls.append, eta=0.0)
     time_map = FlowTime() if form == "flow" else DiscreteVPTime(table.double().numpy())
-    expected = sample_deis(model, x, sigmas, disable=True, parameterisation=form, time_map=time_map, variant="tab",
-                           degree=1, integrand="data")
+    expected = sample_deis(model, x, sigmas, disable=True, parameterisation=form, time_map=time_map,
+                           **{**RECOMMENDED_STOCHASTIC, "eta": 0.0})
     torch.testing.assert_close(out, expected, rtol=0, atol=0)
     assert len(calls) == 10
     auto = samplers.all_samplers_map["DEIS auto"].constructor("sd_model").func(model, x, sigmas=sigmas, disable=True)
-    recommended = sample_deis(model, x, sigmas, disable=True, parameterisation=form)
+    recommended = sample_deis(model, x, sigmas, disable=True, parameterisation=form, model_time_map=time_map)
     torch.testing.assert_close(auto, recommended, rtol=0, atol=0)
+    if form == "flow":  # a flow model read as VE would give something else: the form is read
+        assert not torch.allclose(auto, sample_deis(model, x, sigmas, disable=True, model_time_map=time_map))
     exact = MIXTURE.reference(x.numpy(), float(sigmas[0]), 0.0, form)
     assert relative_error(auto, exact) < 0.2
 
@@ -173,8 +175,8 @@ def test_the_stochastic_entry_takes_the_webuis_eta_and_s_noise(webui, form):
         return lambda sigma, sigma_next: next(it)
 
     out = sde(model, x, sigmas, disable=True, eta=0.5, s_noise=0.9, noise_sampler=noise_sampler())
-    expected = sample_deis(model, x, sigmas, disable=True, parameterisation=form, eta=0.5, s_noise=0.9,
-                           noise_sampler=noise_sampler(), variant="tab", degree=1, integrand="data",
+    expected = sample_deis(model, x, sigmas, disable=True, parameterisation=form, s_noise=0.9,
+                           noise_sampler=noise_sampler(), **{**RECOMMENDED_STOCHASTIC, "eta": 0.5},
                            time_map=FlowTime() if form == "flow" else DiscreteVPTime(
                                model.inner_model.predictor.sigmas))
     torch.testing.assert_close(out, expected, rtol=0, atol=0)
