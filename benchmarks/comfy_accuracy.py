@@ -415,7 +415,7 @@ def screening(results):
     return {k: v for k, v in results.items() if k[3] in selection.SCREENING_NFES}
 
 
-def search(results, log=print, shard=None):
+def search(results, log=print, shard=None, only_round=None):
     """The selection protocol (benchmarks.selection): screen every candidate, measure the finalists in full,
     rank them per form, choose. With ``shard = (k, n)`` only screen the k-th of n slices of the candidates
     (a last run without a shard, reading every shard's cache, does the rest). Returns the markdown."""
@@ -423,6 +423,8 @@ def search(results, log=print, shard=None):
     for form, models in selection.TUNING_MODELS.items():
         families = selection.tuning_families(form)
         candidates = sorted(selection.CANDIDATES[form])
+        if only_round is not None:
+            candidates = [c for c in candidates if (c in selection.ROUND_2[form]) == (only_round == 2)]
         if shard is not None:
             k, n = shard
             candidates = candidates[k::n]
@@ -459,6 +461,7 @@ def main():
     parser.add_argument("--plot", type=Path, default=None)
     parser.add_argument("--search", action="store_true", help="run the selection protocol (benchmarks/selection.py)")
     parser.add_argument("--shard", default=None, help="k/n: screen only the k-th of n slices of the candidates")
+    parser.add_argument("--round", type=int, default=None, help="screen only this round's candidates (1 or 2)")
     parser.add_argument("--families", nargs="*", default=None)
     parser.add_argument("--cache", type=Path, nargs="*", default=[CACHE],
                         help="result caches: read all, write the first")
@@ -473,7 +476,7 @@ def main():
     if args.search:
         shard = None if args.shard is None else tuple(int(v) for v in args.shard.split("/"))
         try:
-            table = search(results, shard=shard)
+            table = search(results, shard=shard, only_round=args.round)
         finally:
             save_cache(results, args.cache[0])
         publish("## The selection protocol's search (benchmarks/selection.py)\n" + table, args.out)

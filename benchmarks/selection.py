@@ -35,7 +35,17 @@ A cell is one (family, model, scheduler, NFE); its value is a sampler's error at
    50 NFE only; per form, the 24 ranked first there by these same rules (eligibility against
    ``BASELINE``'s failures on the same cells) are measured on every cell and ranked again. Only that
    second ranking chooses.
-8. The KSampler dropdown keeps four entries or fewer: the recommended sampler (``deis_auto``, one
+8. Round 2 (written after round 1's screening, before any of its candidates ran; the rules above unchanged):
+   round 1 failed more cells than ``BASELINE`` with every corrected candidate, at 8 and 15 NFE and on the
+   schedules that end with steps several times longer than the ones before (flow ``normal`` and
+   ``ddim_uniform``, ``linear_quadratic``). Round 2 takes the 12 corrected candidates of round 1 with the
+   best screening score per form, and adds two safeguards on the correction, each where the plan is known
+   before sampling: ``corrector_max_amplification`` (1.1 or 1.5: the correction's degree lowered until
+   its weights amplify an error at most that many times as much as the constant-step Adams-Moulton
+   formula of its degree; no correction where degree 1 does), and ``corrector_max_step`` (0.5 or 1: no
+   correction of a step longer than that in log rho). Its candidates are screened and ranked with round
+   1's by rules 1 to 7.
+9. The KSampler dropdown keeps four entries or fewer: the recommended sampler (``deis_auto``, one
    configuration per form) and the stochastic one (``deis_sde``, chosen by benchmarks/stochastic.py).
 """
 
@@ -77,6 +87,10 @@ def candidate_name(options):
         parts.append(f"a{options['max_amplification']:g}")
     if not options["lower_order_final"]:
         parts.append("full")
+    if options.get("corrector_max_amplification"):
+        parts.append(f"ca{options['corrector_max_amplification']:g}")
+    if options.get("corrector_max_step"):
+        parts.append(f"cs{options['corrector_max_step']:g}")
     return "-".join(parts)
 
 
@@ -107,6 +121,34 @@ def _design_space():
 
 
 CANDIDATES = _design_space()
+#: Round 2's base candidates (rule 8): round 1's 12 corrected candidates with the best screening score per form.
+ROUND_2_BASES = {
+    "sd": ("tab2-data-c-f2", "tabvp2-data-c-f2", "tabvp3-data-c-f2", "tab3-data-c-f2", "tabvp2-v-c-f2",
+           "logrhoab1-v-c-f1", "tabvp3-data-c-f1", "tabvp2-data-c-f1", "tabvp1-data-c-f1", "logrhoab2-v-c-f2",
+           "tab1-data-c-f1", "tab2-data-c-f1"),
+    "flow": ("tab2-v-c-f2-a1.5", "tab2-v-c-f1-a1.5", "tab2-v-c-f2-a1.5-full", "tab2-v-c-f1-a1.5-full",
+             "tab3-v-c-f2-a1.5", "tab3-v-c-f1-a1.5", "tab3-v-c-f2-a1.5-full", "tab2-v-c-f2", "tab3-v-c-f1-a1.5-full",
+             "tab2-v-c-f1", "tab2-v-c-f0-a1.5", "tab1-v-c-f1-a1.5"),
+}
+
+
+def _round_2():
+    space = {}
+    for form, bases in ROUND_2_BASES.items():
+        space[form] = {}
+        for base in bases:
+            for cap in (None, 1.1, 1.5):
+                for step in (None, 0.5, 1.0):
+                    if cap is None and step is None:
+                        continue
+                    options = dict(CANDIDATES[form][base], corrector_max_amplification=cap, corrector_max_step=step)
+                    space[form][candidate_name(options)] = options
+    return space
+
+
+ROUND_2 = _round_2()
+for _form, _space in ROUND_2.items():
+    CANDIDATES[_form].update(_space)
 
 
 def form_of(model):

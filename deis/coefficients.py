@@ -131,6 +131,8 @@ FEW_STEPS = 15
 #: The absolute sum of the constant-step Adams-Bashforth weights of each degree over their sum: how much a
 #: multistep formula of that degree amplifies an error in its history when its steps are even.
 AB_AMPLIFICATION = tuple(float(np.abs(w).sum()) for w in ADAMS_BASHFORTH)
+#: ... and of the constant-step Adams-Moulton weights (a correction of degree r).
+AM_AMPLIFICATION = tuple(float(np.abs(w).sum()) for w in ADAMS_MOULTON)
 
 
 def amplification(c):

@@ -36,6 +36,8 @@ class Options:
     integrand: str = "eps"
     time_map: Optional[TimeMap] = None
     corrector: bool = False
+    corrector_max_amplification: Optional[float] = None
+    corrector_max_step: Optional[float] = None
     final_degree: Optional[int] = DEFAULT_FINAL_DEGREE
     lower_order_final: bool = True
     max_amplification: Optional[float] = None
@@ -49,7 +51,8 @@ class Options:
     def key(self):
         """What the coefficients depend on (with the exact sigmas: the cache key)."""
         return (self.variant, self.parameterisation.name, self.degree, self.integrand,
-                None if self.time_map is None else self.time_map.key, self.corrector, self.final_degree,
+                None if self.time_map is None else self.time_map.key, self.corrector,
+                self.corrector_max_amplification, self.corrector_max_step, self.final_degree,
                 self.lower_order_final, self.max_amplification, self.eta, self.tableau)
 
 
@@ -93,7 +96,7 @@ def check_s_noise(s_noise, eta):
 
 def resolve(variant=None, degree=None, integrand=None, time_map=None, corrector=None, final_degree=None,
             lower_order_final=None, max_amplification=None, eta=None, tableau=None, parameterisation="ve",
-            model_time_map=None):
+            model_time_map=None, corrector_max_amplification=None, corrector_max_step=None):
     """Check the options and fill in what is not given. Returns an ``Options``.
 
     With no ``variant`` the form's recommended configuration fills every option not given (the stochastic
@@ -109,7 +112,8 @@ def resolve(variant=None, degree=None, integrand=None, time_map=None, corrector=
         raise ValueError(f"eta must be a number from 0 (the ODE) to 1 (the full reverse SDE); got {eta!r}")
     eta = float(eta)
     given = dict(degree=degree, integrand=integrand, time_map=time_map, corrector=corrector,
-                 final_degree=final_degree, lower_order_final=lower_order_final, max_amplification=max_amplification)
+                 final_degree=final_degree, lower_order_final=lower_order_final, max_amplification=max_amplification,
+                 corrector_max_amplification=corrector_max_amplification, corrector_max_step=corrector_max_step)
     if variant is None:
         base = recommended_options(param, stochastic=eta > 0)
         variant = base.pop("variant")
@@ -145,6 +149,12 @@ def resolve(variant=None, degree=None, integrand=None, time_map=None, corrector=
     lower_order_final = True if given["lower_order_final"] is None else given["lower_order_final"]
     if not isinstance(lower_order_final, (bool, np.bool_)):
         raise ValueError(f"lower_order_final must be True or False; got {lower_order_final!r}")
+    corrector_cap, corrector_step = given["corrector_max_amplification"], given["corrector_max_step"]
+    if corrector_cap is not None and not (_is_number(corrector_cap) and corrector_cap >= 1):
+        raise ValueError(f"corrector_max_amplification must be a number of at least 1; got {corrector_cap!r}")
+    if corrector_step is not None and not (_is_number(corrector_step) and corrector_step > 0):
+        raise ValueError(f"corrector_max_step must be a positive number (a step length in log rho); "
+                         f"got {corrector_step!r}")
     cap = given["max_amplification"]
     if cap is not None:
         if not _is_number(cap) or not cap >= 1 or not math.isfinite(cap):
@@ -157,13 +167,15 @@ def resolve(variant=None, degree=None, integrand=None, time_map=None, corrector=
     if eta > 0 and degree > 2:
         raise ValueError(f"degree {degree} is unstable with eta above 0; set degree to 2 or less")
     return Options(variant=variant, parameterisation=param, degree=int(degree), integrand=integrand,
-                   time_map=time_map, corrector=bool(corrector), final_degree=int(final),
+                   time_map=time_map, corrector=bool(corrector),
+                   corrector_max_amplification=None if corrector_cap is None else float(corrector_cap),
+                   corrector_max_step=None if corrector_step is None else float(corrector_step), final_degree=int(final),
                    lower_order_final=bool(lower_order_final), max_amplification=cap, eta=eta)
 
 
 def _resolve_runge_kutta(param, given, eta, tableau):
     for name in ("degree", "integrand", "time_map", "max_amplification", "corrector", "final_degree",
-                 "lower_order_final"):
+                 "lower_order_final", "corrector_max_amplification", "corrector_max_step"):
         if given[name] is not None:
             raise ValueError(f"{name} applies to the multistep variants; rhoRK's order comes from its tableau, "
                              f"and it ends with a DDIM step into sigma = 0")

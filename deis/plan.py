@@ -33,8 +33,8 @@ from collections import namedtuple
 import numpy as np
 
 from .cache import default_cache
-from .coefficients import (FEW_STEPS, FINAL_STEP_MAX_RHO, RHO, TABLEAUS, ab_nodes, am_nodes, capped_degrees,
-                           lagrange_integrals, multistep_weights, nodes_of, variable_of)
+from .coefficients import (AM_AMPLIFICATION, FEW_STEPS, FINAL_STEP_MAX_RHO, RHO, TABLEAUS, ab_nodes, am_nodes,
+                           amplification, capped_degrees, lagrange_integrals, multistep_weights, nodes_of, variable_of)
 from .options import resolve
 
 Update = namedtuple("Update", "x_scale d_scale weights")
@@ -163,14 +163,15 @@ def multistep_plan(sigmas, options):
             updates.append(Update(float(scale[i + 1] / scale[i]), 0.0, tuple((scale[i + 1] * C[i]).tolist())))
 
     corrections = [None] * (n + 1)  # the correction of step i is applied at step i + 1
-    if options.corrector:
-        corrected = [i for i in range(last) if corrector_defined(integrand, v, rho, i, degrees[i])]
-        if corrected:
-            K = multistep_weights(options.variant, rho, [am_nodes(degrees)[i] for i in corrected], options.time_map,
-                                  integrand, power, steps=corrected)
-            for i, k in zip(corrected, K):
-                ending_scale = correction_scale(integrand, alpha, sigmas, rho, i, eta)
-                corrections[i + 1] = tuple((ending_scale * (k - np.append(0.0, C[i]))).tolist())
+    correction_degrees = corrector_degrees(options, integrand, v, rho, degrees, last, power)
+    for i, c in enumerate(correction_degrees):
+        if c:
+            (k,) = multistep_weights(options.variant, rho, [tuple(range(i + 1, i - c, -1))], options.time_map,
+                                     integrand, power, steps=[i])
+            difference = np.zeros(max(len(k), len(C[i]) + 1))
+            difference[:len(k)] += k
+            difference[1:len(C[i]) + 1] -= C[i]
+            corrections[i + 1] = tuple((correction_scale(integrand, alpha, sigmas, rho, i, eta) * difference).tolist())
 
     final_nodes = range(n - 1 - degrees[-1], n) if into_zero else range(0)
 
@@ -189,8 +190,32 @@ def multistep_plan(sigmas, options):
             update = Update(float(1.0 / alpha[n - 1]), 0.0, tuple(C[-1].tolist()))
         steps.append(Step(float(final_slope[0][0]), float(final_slope[1][0]), corrections[n - 1], update, 0.0,
                           True, keep_eps_hat(n - 1)))
-    history = int(degrees.max()) + 1 + bool(options.corrector)
+    history = int(max(degrees.max() + 1, max(correction_degrees, default=0) + 1))
     return Plan("multistep", integrand, tuple(steps), history, (), options)
+
+
+def corrector_degrees(options, integrand, v, rho, degrees, last, power):
+    """The degree of each step's correction (0: none): the predictor's plus one where the correction is defined;
+    with ``corrector_max_step`` none on steps longer than that in log rho; with ``corrector_max_amplification``
+    lowered until its weights amplify an error at most that many times as much as the constant-step
+    Adams-Moulton formula of its degree (none where even degree 1 does)."""
+    result = [0] * last
+    if not options.corrector:
+        return result
+    for i in range(last):
+        if not corrector_defined(integrand, v, rho, i, degrees[i]):
+            continue
+        if options.corrector_max_step is not None and not np.log(rho[i] / rho[i + 1]) <= options.corrector_max_step:
+            continue
+        c = int(degrees[i]) + 1
+        while c and options.corrector_max_amplification is not None:
+            (k,) = multistep_weights(options.variant, rho, [tuple(range(i + 1, i - c, -1))], options.time_map,
+                                     integrand, power, steps=[i])
+            if amplification(k) <= options.corrector_max_amplification * AM_AMPLIFICATION[c]:
+                break
+            c -= 1
+        result[i] = c
+    return result
 
 
 def final_weights(rho, degree):

@@ -45,7 +45,8 @@ def advance(x, denoised, update, slopes):
 def sample_deis(model, x, sigmas, extra_args=None, callback=None, disable=None, variant=None, degree=None,
                 integrand=None, time_map=None, corrector=None, final_degree=None, lower_order_final=None,
                 max_amplification=None, eta=None, tableau=None, parameterisation="ve", s_noise=1.0,
-                noise_sampler=None, cache=None, model_time_map=None):
+                noise_sampler=None, cache=None, model_time_map=None, corrector_max_amplification=None,
+                corrector_max_step=None):
     """DEIS, the Diffusion Exponential Integrator Sampler (Zhang & Chen, ICLR 2023).
 
     Integrates ``d xh / d rho = eps_hat`` exactly in its linear part, with ``rho = sigma / alpha``.
@@ -94,7 +95,8 @@ def sample_deis(model, x, sigmas, extra_args=None, callback=None, disable=None, 
     plan = get_plan(sigmas, cache=cache, variant=variant, degree=degree, integrand=integrand, time_map=time_map,
                     corrector=corrector, final_degree=final_degree, lower_order_final=lower_order_final,
                     max_amplification=max_amplification, eta=eta, tableau=tableau, parameterisation=parameterisation,
-                    model_time_map=model_time_map)
+                    model_time_map=model_time_map, corrector_max_amplification=corrector_max_amplification,
+                    corrector_max_step=corrector_max_step)
     if not torch.is_floating_point(x):
         raise ValueError(f"x must be a floating-point tensor; got {x.dtype}")
     check_s_noise(s_noise, plan.options.eta)
