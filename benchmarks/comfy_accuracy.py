@@ -411,8 +411,8 @@ REFERENCE_NAMES = ("deis", "euler", "dpmpp_2m", "uni_pc_bh2", selection.BASELINE
 
 
 def screening(results):
-    """The screening cells of ``results`` (rule 7): only the NFE every candidate ran at."""
-    return {k: v for k, v in results.items() if k[3] in selection.SCREENING_NFES}
+    """The screening cells of ``results`` (rules 7 and 9): the NFE every candidate ran at, and rule 2c's cells."""
+    return {k: v for k, v in results.items() if k[3] in selection.SCREENING_NFES or k[:4] in selection.SCREENING_EXTRA}
 
 
 def search(results, log=print, shard=None, only_round=None):
@@ -424,17 +424,20 @@ def search(results, log=print, shard=None, only_round=None):
         families = selection.tuning_families(form)
         candidates = sorted(selection.CANDIDATES[form])
         if only_round is not None:
-            candidates = [c for c in candidates if (c in selection.ROUND_2[form]) == (only_round == 2)]
+            candidates = sorted(selection.ROUNDS[only_round - 1][form])
         if shard is not None:
             k, n = shard
             candidates = candidates[k::n]
         for family in families:
             measure(REFERENCE_NAMES, [family], results, log=log, models=models)
             measure(candidates, [family], results, log=log, models=models, nfes=selection.SCREENING_NFES)
+        extra_models = {cell[1] for cell in selection.SCREENING_EXTRA} & set(models)
+        if extra_models:  # rule 9: rule 2c's cells
+            measure(candidates, ["guided"], results, log=log, models=extra_models, nfes=(selection.HIGH_SIGMA_NFE,))
         if shard is not None:
             continue
         screened = selection.rank(screening(results), candidates + [selection.BASELINE], form)
-        finalists = [row["name"] for row in screened[:selection.FINALISTS]]
+        finalists = [row["name"] for row in screened if row["name"] != selection.BASELINE][:selection.FINALISTS]
         for family in families:
             measure(finalists, [family], results, log=log, models=models)
         ranked = selection.rank(results, finalists + [selection.BASELINE], form)

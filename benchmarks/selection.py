@@ -45,7 +45,16 @@ A cell is one (family, model, scheduler, NFE); its value is a sampler's error at
    formula of its degree; no correction where degree 1 does), and ``corrector_max_step`` (0.5 or 1: no
    correction of a step longer than that in log rho). Its candidates are screened and ranked with round
    1's by rules 1 to 7.
-9. The KSampler dropdown keeps four entries or fewer: the recommended sampler (``deis_auto``, one
+9. Round 3 (written after round 1's full ranking and before round 2's results; the rules above
+   unchanged but for a mistake in rule 7 it mends): rule 2c looks at 10 NFE, which rule 7's screening
+   cells left out, so in round 1 it could not act at screening. From round 3 on, screening also runs
+   rule 2c's cells (the guided family on the zero-terminal-SNR model at 10 NFE, ``karras`` and
+   ``deis_time_quadratic``). On those cells the predictor's amplification cap is what keeps a corrected
+   data step near ``euler``'s error, which round 1's best corrected candidates lacked. Round 3: the
+   corrected data integrand (SD-style; flow: data and v) at degree 1 and 2 in each variable, with the
+   predictor's cap at 1.25 or 1.5, the step into 0 at degree 1 (and 2 at degree 2), and the correction
+   plain, capped at 1.5 or on steps up to 1 in log rho.
+10. The KSampler dropdown keeps four entries or fewer: the recommended sampler (``deis_auto``, one
    configuration per form) and the stochastic one (``deis_sde``, chosen by benchmarks/stochastic.py).
 """
 
@@ -121,6 +130,7 @@ def _design_space():
 
 
 CANDIDATES = _design_space()
+ROUND_1 = {form: dict(space) for form, space in CANDIDATES.items()}
 #: Round 2's base candidates (rule 8): round 1's 12 corrected candidates with the best screening score per form.
 ROUND_2_BASES = {
     "sd": ("tab2-data-c-f2", "tabvp2-data-c-f2", "tabvp3-data-c-f2", "tab3-data-c-f2", "tabvp2-v-c-f2",
@@ -147,8 +157,35 @@ def _round_2():
 
 
 ROUND_2 = _round_2()
-for _form, _space in ROUND_2.items():
-    CANDIDATES[_form].update(_space)
+
+
+def _round_3():
+    space = {}
+    variables = {"sd": (("tab", "model"), ("tab", "vp_linear"), ("logrhoab", None)), "flow": (("tab", "model"),)}
+    integrands = {"sd": ("data",), "flow": ("data", "v")}
+    for form in variables:
+        space[form] = {}
+        for (variant, time), integrand, degree, cap, safeguard in (
+                (vt, i, d, c, g) for vt in variables[form] for i in integrands[form] for d in (1, 2) for c in (1.25, 1.5)
+                for g in (None, "ca", "cs")):
+            for final in range(1, degree + 1):
+                options = dict(variant=variant, degree=degree, integrand=integrand, corrector=True, final_degree=final,
+                               max_amplification=cap, lower_order_final=True,
+                               corrector_max_amplification=1.5 if safeguard == "ca" else None,
+                               corrector_max_step=1.0 if safeguard == "cs" else None)
+                if time:
+                    options["time"] = time
+                space[form][candidate_name(options)] = options
+    return space
+
+
+ROUND_3 = _round_3()
+for _round in (ROUND_2, ROUND_3):
+    for _form, _space in _round.items():
+        CANDIDATES[_form].update(_space)
+ROUNDS = (ROUND_1, ROUND_2, ROUND_3)
+#: Rule 9: the cells rule 2c looks at, screened from round 3 on (for every round's candidates).
+SCREENING_EXTRA = tuple(("guided", HIGH_SIGMA_MODEL, s, HIGH_SIGMA_NFE) for s in HIGH_SIGMA_SCHEDULERS)
 
 
 def form_of(model):

@@ -276,9 +276,9 @@ def lagrange_integrals(variable, rho, steps, nodes, integrand="eps", power=1.0):
     higher = np.flatnonzero(sizes > 1)
     if higher.size == 0:
         return out
-    v = nodes_of(variable, rho)
+    at_nodes = nodes_of(variable, rho)
     rows = steps[higher]
-    origin, scale = v[rows], v[rows + 1] - v[rows]
+    origin, scale = at_nodes[rows], at_nodes[rows + 1] - at_nodes[rows]
     n_moments = int(sizes.max())
     if variable.is_rho and integrand == "eps":
         moments = rho_moments(rho, rows, origin, scale, n_moments)
@@ -288,7 +288,7 @@ def lagrange_integrals(variable, rho, steps, nodes, integrand="eps", power=1.0):
     for size in np.unique(sizes[higher]):
         group = np.flatnonzero(sizes[higher] == size)
         node_index = np.array([nodes[higher[g]] for g in group])
-        s = (v[node_index] - origin[group, None]) / scale[group, None]
+        s = (at_nodes[node_index] - origin[group, None]) / scale[group, None]
         for g, c in zip(group, lagrange_from_moments(s, moments[group])):
             out[higher[g]] = c
     return out

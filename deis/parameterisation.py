@@ -10,15 +10,6 @@ With ``rho = sigma / alpha`` and ``xh = x / alpha`` the probability-flow ODE is 
   Wan, ...). ``rho = sigma / (1 - sigma)``, infinite at the pure-noise end ``sigma = 1``.
 
 Everything here works on float64 numpy arrays.
-
-A stochastic step (``eta > 0``) of the eps and v integrands integrates the ODE from ``sigma_i``
-down to ``sigma_down`` and then adds fresh noise up to ``sigma_{i+1}`` (the data integrand
-integrates the SDE itself instead: deis.plan, docs/stochastic.md). Each form has its own rule for ``sigma_down``
-(``ancestral_sigma_down``), the one its degree-0 sampler uses: k-diffusion's ancestral step
-(DDIM with eta) in the VE form, ComfyUI's rectified-flow ancestral step in the flow form.
-Either way the state at ``sigma_{i+1}`` is ``x = alpha x0 + sigma eps`` with exactly the
-right noise level: ``xh_{i+1} = xh_down + sqrt(rho_{i+1}^2 - rho_down^2) z``, and in x,
-``x_{i+1} = (alpha_{i+1} / alpha_down) x_down + alpha_{i+1} sqrt(rho_{i+1}^2 - rho_down^2) z``.
 """
 
 import numpy as np
@@ -39,10 +30,6 @@ class Parameterisation:
     def check_sigmas(self, sigmas):
         """Raise ValueError if ``sigmas`` (float64, already checked finite) lie outside this form's range."""
 
-    def ancestral_sigma_down(self, sigma, sigma_next, eta):
-        """Where a stochastic step's ODE part ends, for ``0 <= eta <= 1`` (``sigma_next`` where that is 0)."""
-        raise NotImplementedError
-
     def __repr__(self):
         return f"<{self.name} parameterisation>"
 
@@ -58,11 +45,6 @@ class VarianceExploding(Parameterisation):
 
     def sigma_from_rho(self, rho):
         return np.asarray(rho, dtype=np.float64).copy()
-
-    def ancestral_sigma_down(self, sigma, sigma_next, eta):
-        # DDIM's eta: the added noise is eta times the DDPM posterior's standard deviation.
-        sigma_up = np.minimum(sigma_next, eta * np.sqrt(sigma_next ** 2 * (sigma ** 2 - sigma_next ** 2) / sigma ** 2))
-        return np.sqrt(sigma_next ** 2 - sigma_up ** 2)
 
 
 class Flow(Parameterisation):
@@ -80,11 +62,6 @@ class Flow(Parameterisation):
         rho = np.asarray(rho, dtype=np.float64)
         # rho / (1 + rho), written so that rho = inf gives exactly 1.
         return np.where(np.isinf(rho), 1.0, rho / (1.0 + np.where(np.isinf(rho), 0.0, rho)))
-
-    def ancestral_sigma_down(self, sigma, sigma_next, eta):
-        # ComfyUI's euler_ancestral_RF: sigma_down moves from sigma_next (eta = 0) to
-        # sigma_next^2 / sigma (eta = 1), where alpha and sigma change together.
-        return sigma_next * (1.0 + (sigma_next / sigma - 1.0) * eta)
 
     def check_sigmas(self, sigmas):
         if sigmas.max() > 1.0:

@@ -106,7 +106,7 @@ def slope_coefficients(integrand, alpha, sigma):
     return np.zeros_like(sigma), -np.ones_like(sigma)
 
 
-def step_degrees(v, rho, options, into_zero):
+def step_degrees(at_nodes, rho, options, into_zero):
     """Polynomial degree of each step: the warm start, nodes a polynomial cannot take, and the last steps.
 
     Early steps use the history they have; a node where the variable is infinite (rho = inf at the flow
@@ -115,8 +115,8 @@ def step_degrees(v, rho, options, into_zero):
     starts above ``FINAL_STEP_MAX_RHO``. With ``lower_order_final`` and fewer than ``FEW_STEPS`` steps, the
     step before it is at most degree 1, as in diffusers.
     """
-    n_steps = len(v) - 1
-    first_usable = 0 if np.isfinite(v[0]) else 1
+    n_steps = len(at_nodes) - 1
+    first_usable = 0 if np.isfinite(at_nodes[0]) else 1
     degrees = np.minimum(options.degree, np.maximum(np.arange(n_steps) - first_usable, 0))
     if into_zero:
         usable_in_rho = int(np.isfinite(rho[:-1]).sum()) - 1
@@ -132,7 +132,7 @@ def multistep_plan(sigmas, options):
     power = 1.0 + eta  # the data integrand's measure: d(rho^-1) for the ODE, the SDE's own d(rho^-(1 + eta))
     rho, alpha = param.rho(sigmas), param.alpha(sigmas)
     variable = variable_of(options.variant, options.time_map)
-    v = nodes_of(variable, rho)
+    at_nodes = nodes_of(variable, rho)  # the interpolation variable at each sigma
     n = len(sigmas) - 1
     into_zero = sigmas[-1] == 0
     last = n - 1 if into_zero else n  # the steps in the integrand; the step into 0 follows eps_hat
@@ -144,7 +144,7 @@ def multistep_plan(sigmas, options):
             weights.append(final_weights(rho, degrees[-1]))
         return weights
 
-    degrees = step_degrees(v, rho, options, into_zero)
+    degrees = step_degrees(at_nodes, rho, options, into_zero)
     if options.max_amplification:
         degrees = capped_degrees(degrees, predictor_weights, options.max_amplification)
     C = predictor_weights(degrees)
@@ -163,7 +163,7 @@ def multistep_plan(sigmas, options):
             updates.append(Update(float(scale[i + 1] / scale[i]), 0.0, tuple((scale[i + 1] * C[i]).tolist())))
 
     corrections = [None] * (n + 1)  # the correction of step i is applied at step i + 1
-    correction_degrees = corrector_degrees(options, integrand, v, rho, degrees, last, power)
+    correction_degrees = corrector_degrees(options, integrand, at_nodes, rho, degrees, last, power)
     for i, c in enumerate(correction_degrees):
         if c:
             (k,) = multistep_weights(options.variant, rho, [tuple(range(i + 1, i - c, -1))], options.time_map,
@@ -194,7 +194,7 @@ def multistep_plan(sigmas, options):
     return Plan("multistep", integrand, tuple(steps), history, (), options)
 
 
-def corrector_degrees(options, integrand, v, rho, degrees, last, power):
+def corrector_degrees(options, integrand, at_nodes, rho, degrees, last, power):
     """The degree of each step's correction (0: none): the predictor's plus one where the correction is defined;
     with ``corrector_max_step`` none on steps longer than that in log rho; with ``corrector_max_amplification``
     lowered until its weights amplify an error at most that many times as much as the constant-step
@@ -203,7 +203,7 @@ def corrector_degrees(options, integrand, v, rho, degrees, last, power):
     if not options.corrector:
         return result
     for i in range(last):
-        if not corrector_defined(integrand, v, rho, i, degrees[i]):
+        if not corrector_defined(integrand, at_nodes, rho, i, degrees[i]):
             continue
         if options.corrector_max_step is not None and not np.log(rho[i] / rho[i + 1]) <= options.corrector_max_step:
             continue
@@ -227,11 +227,11 @@ def final_weights(rho, degree):
     return lagrange_integrals(RHO, rho, [n - 1], [nodes], "eps")[0]
 
 
-def corrector_defined(integrand, v, rho, i, degree):
+def corrector_defined(integrand, at_nodes, rho, i, degree):
     """A step can be corrected where every node of the correction is finite in the variable, and (eps) its
     integral is: the eps integrand has none from rho = inf."""
     nodes = am_nodes([0] * i + [degree])[i]
-    return bool(np.all(np.isfinite(v[list(nodes)]))) and not (integrand == "eps" and np.isinf(rho[i]))
+    return bool(np.all(np.isfinite(at_nodes[list(nodes)]))) and not (integrand == "eps" and np.isinf(rho[i]))
 
 
 def correction_scale(integrand, alpha, sigmas, rho, i, eta):

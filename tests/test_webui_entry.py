@@ -190,15 +190,13 @@ def test_outside_a_webui_the_script_registers_nothing_and_raises_nothing(monkeyp
     assert module.load_core().sample_deis is not None
 
 
-def test_install_py_is_fast_quiet_and_idempotent(tmp_path):
+def test_install_py_is_quiet_and_idempotent(tmp_path):
     import subprocess
-    import time
 
     for _ in range(2):
-        start = time.perf_counter()
         result = subprocess.run([sys.executable, str(SCRIPT.parent.parent / "install.py")], cwd=tmp_path,
                                 capture_output=True, text=True, timeout=30)
-        assert result.returncode == 0 and time.perf_counter() - start < 1.0
+        assert result.returncode == 0
         assert result.stdout == "" and result.stderr == ""  # everything it checks is in this environment
     assert list(tmp_path.iterdir()) == []  # run from another directory (the WebUI root), it writes nothing
     source = (SCRIPT.parent.parent / "install.py").read_text()
