@@ -442,9 +442,11 @@ def search(results, log=print, shard=None, only_round=None):
             measure(finalists, [family], results, log=log, models=models)
         ranked = selection.rank(results, finalists + [selection.BASELINE], form)
         chosen = selection.choose(ranked, results, form)
+        corrected = selection.choose_corrected(ranked)
         text += ["", f"### {form}: the finalists on every tuning cell", "",
                  f"Chosen (rule 4): `{chosen}`" + ("" if chosen != selection.BASELINE else
                                                     " (no eligible candidate is 15 % better than the baseline)"),
+                 "", f"Offered with the corrector (rule 11): `{corrected}`",
                  "", "| candidate | eligible | failed cells | failed under CFG | beta rule | zsnr rule | score "
                  "| vs deis | vs dpmpp_2m | vs uni_pc_bh2 |", "|---|---|---:|---:|---|---|---:|---:|---:|---:|"]
         text += [f"| {r['name']} | {'yes' if r['eligible'] else 'no'} | {r['failed']} | {r['guided_failed']} | "

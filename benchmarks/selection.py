@@ -55,7 +55,12 @@ A cell is one (family, model, scheduler, NFE); its value is a sampler's error at
    predictor's cap at 1.25 or 1.5, the step into 0 at degree 1 (and 2 at degree 2), and the correction
    plain, capped at 1.5 or on steps up to 1 in log rho.
 10. The KSampler dropdown keeps four entries or fewer: the recommended sampler (``deis_auto``, one
-   configuration per form) and the stochastic one (``deis_sde``, chosen by benchmarks/stochastic.py).
+   configuration per form), the stochastic one (``deis_sde``, chosen by benchmarks/stochastic.py), and
+   where the corrector is not recommended in a form, an entry that offers it (``deis_corrected``, rule 11).
+11. The corrected configuration offered beside the recommended one (written with rule 10, before the last
+   ranking over every round): per form, among the corrected finalists that hold rules 2b and 2c, the one
+   with the fewest failed tuning cells (unguided and guided together), then the best score; without such
+   a finalist, the corrected finalist with the fewest failed cells.
 """
 
 import math
@@ -184,6 +189,7 @@ for _round in (ROUND_2, ROUND_3):
     for _form, _space in _round.items():
         CANDIDATES[_form].update(_space)
 ROUNDS = (ROUND_1, ROUND_2, ROUND_3)
+CANDIDATES_ALL = {**CANDIDATES["sd"], **CANDIDATES["flow"]}
 #: Rule 9: the cells rule 2c looks at, screened from round 3 on (for every round's candidates).
 SCREENING_EXTRA = tuple(("guided", HIGH_SIGMA_MODEL, s, HIGH_SIGMA_NFE) for s in HIGH_SIGMA_SCHEDULERS)
 
@@ -336,6 +342,14 @@ def rank(results, candidates, form, families=None):
                           score=score(results, name, form, families),
                           **{f"vs_{a}": balanced(results, name, tuning, a, form, models) for a in REFERENCES}))
     return sorted(table, key=lambda r: (not r["eligible"], r["score"]))
+
+
+def choose_corrected(ranked):
+    """Rule 11: the corrected configuration offered where the corrector is not recommended."""
+    corrected = [r for r in ranked if r["name"] != BASELINE and r["name"] in CANDIDATES_ALL
+                 and CANDIDATES_ALL[r["name"]]["corrector"]]
+    holding = [r for r in corrected if r["beta"] and r["high_sigma"]] or corrected
+    return min(holding, key=lambda r: (r["failed"] + r["guided_failed"], r["score"]))["name"] if holding else None
 
 
 def choose(ranked, results, form, families=None):
