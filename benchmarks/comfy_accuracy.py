@@ -142,10 +142,12 @@ def measure(names, families, results=None, seed=0, log=print, models=None, nfes=
             for scheduler, nfe, name in todo:
                 try:
                     ran = run(model, kind, name, scheduler, nfe, noise, latent, family.guidance)
-                except ValueError as error:  # a candidate that refuses a schedule counts as a failed cell
-                    if name not in CANDIDATES:
+                except (ValueError, RuntimeError) as error:
+                    # A sampler that refuses or fails on a schedule (ComfyUI's uni_pc on Stable Cascade's beta
+                    # schedule, which repeats a sigma) gives no output there: a failed cell, never a skipped one.
+                    if isinstance(error, RuntimeError) and "model calls" in str(error):
                         raise
-                    log(f"{name} refused {family_name} {kind} {scheduler} {nfe}: {error}")
+                    log(f"{name} failed on {family_name} {kind} {scheduler} {nfe}: {type(error).__name__}: {error}")
                     results[(family_name, kind, scheduler, nfe, name)] = math.nan
                     continue
                 if ran is None:

@@ -64,17 +64,26 @@ RECOMMENDED = {
     "flow": dict(variant="tab", degree=2, integrand="v", time_map=FlowTime(), corrector=False, final_degree=0,
                  lower_order_final=False, max_amplification=1.5),
 }
+#: The recommended configuration with the corrector, for each form: the same as ``RECOMMENDED`` where that has the
+#: corrector, else the corrected configuration benchmarks/selection.py offers beside it (its rule 11).
+RECOMMENDED_CORRECTED = {
+    "ve": dict(variant="tab", degree=1, integrand="data", time_map=VPLinearTime(), corrector=True, final_degree=1),
+    "flow": dict(variant="tab", degree=2, integrand="v", corrector=True, final_degree=1, max_amplification=1.5,
+                 corrector_max_step=0.5),
+}
 #: The recommended configuration with eta > 0, in either form: tAB1 on the denoised value, which is smooth along
 #: a noisy path where eps_hat and v_hat are not, in the model's own time (benchmarks/stochastic.py).
 RECOMMENDED_STOCHASTIC = dict(variant="tab", degree=1, integrand="data", corrector=False, final_degree=0)
 
 
-def recommended_options(parameterisation="ve", stochastic=False):
+def recommended_options(parameterisation="ve", stochastic=False, corrected=False):
     """The recommended configuration for ``"ve"`` or ``"flow"`` as options; with ``stochastic``, the one for
-    eta > 0 (its time map is then the model's own where the caller knows it, else the default)."""
+    eta > 0; with ``corrected``, the one with the corrector (``RECOMMENDED_CORRECTED``). A tAB configuration
+    without a time map runs in the model's own time where the caller knows it, else the default."""
     if stochastic:
         return dict(RECOMMENDED_STOCHASTIC)
-    return dict(RECOMMENDED[get_parameterisation(parameterisation).name])
+    table = RECOMMENDED_CORRECTED if corrected else RECOMMENDED
+    return dict(table[get_parameterisation(parameterisation).name])
 
 
 def _is_int(value):
@@ -100,7 +109,8 @@ def resolve(variant=None, degree=None, integrand=None, time_map=None, corrector=
     """Check the options and fill in what is not given. Returns an ``Options``.
 
     With no ``variant`` the form's recommended configuration fills every option not given (the stochastic
-    one with ``eta`` above 0); with a ``variant``, the paper's defaults do (degree 3 on eps_hat, no
+    one with ``eta`` above 0, the corrected one with ``corrector=True``); with a ``variant``, the paper's
+    defaults do (degree 3 on eps_hat, no
     correction, a degree-1 step into sigma = 0, lower_order_final). tAB's time is ``time_map`` where given
     (or where the recommended configuration fixes one), else ``model_time_map``, the model's own time where
     the caller knows the model, else ``deis.timemaps.default_time_map``.
@@ -115,7 +125,7 @@ def resolve(variant=None, degree=None, integrand=None, time_map=None, corrector=
                  final_degree=final_degree, lower_order_final=lower_order_final, max_amplification=max_amplification,
                  corrector_max_amplification=corrector_max_amplification, corrector_max_step=corrector_max_step)
     if variant is None:
-        base = recommended_options(param, stochastic=eta > 0)
+        base = recommended_options(param, stochastic=eta > 0, corrected=bool(corrector))
         variant = base.pop("variant")
         given = {**{k: None for k in given}, **base, **{k: v for k, v in given.items() if v is not None}}
     if variant not in VARIANTS:

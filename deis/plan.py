@@ -60,13 +60,28 @@ def host_sigmas(sigmas):
     if not np.all(np.isfinite(sigmas)):
         raise ValueError(f"sigmas must be finite; got {sigmas[~np.isfinite(sigmas)][0]} in {sigmas.tolist()}")
     steps = np.diff(sigmas)
-    if np.any(steps >= 0):
-        i = int(np.flatnonzero(steps >= 0)[0])
-        raise ValueError(f"sigmas must decrease strictly; sigma[{i}] = {sigmas[i]:g} is followed by "
+    if np.any(steps > 0):
+        i = int(np.flatnonzero(steps > 0)[0])
+        raise ValueError(f"sigmas must decrease; sigma[{i}] = {sigmas[i]:g} is followed by the larger "
                          f"sigma[{i + 1}] = {sigmas[i + 1]:g}")
     if sigmas[-1] < 0:
         raise ValueError(f"sigmas must not be negative; the schedule ends at {sigmas[-1]:g}")
+    if np.any(steps == 0):
+        raise ValueError("sigmas repeat a value; sample_deis drops the repeats (deis.plan.distinct_sigmas)")
     return sigmas
+
+
+def distinct_sigmas(sigmas):
+    """Which entries of a schedule to keep: a repeated sigma (ComfyUI's beta scheduler on Stable Cascade, whose
+    table repeats its clamped ends) is a step of length 0, which does nothing, so the repeats are dropped.
+    Returns a boolean numpy mask, or None where every sigma is distinct. Checks nothing else."""
+    host = sigmas.detach().to("cpu").double().numpy() if hasattr(sigmas, "detach") else np.asarray(sigmas, float)
+    if host.ndim != 1 or host.size < 2:
+        return None
+    repeated = np.diff(host) == 0
+    if not repeated.any():
+        return None
+    return np.append(True, ~repeated)
 
 
 def get_plan(sigmas, cache=None, **options):

@@ -11,7 +11,7 @@ import torch
 from tqdm.auto import trange
 
 from .options import RECOMMENDED_STOCHASTIC, check_s_noise
-from .plan import get_plan
+from .plan import distinct_sigmas, get_plan
 
 
 def default_noise_sampler(x, seed=None):
@@ -92,6 +92,9 @@ def sample_deis(model, x, sigmas, extra_args=None, callback=None, disable=None, 
             default: seeded from ``extra_args["seed"]`` when there is one.
         cache: a ``deis.cache.CoefficientCache``; default ``deis.cache.default_cache``.
     """
+    keep = distinct_sigmas(sigmas)
+    if keep is not None:
+        sigmas = sigmas[torch.from_numpy(keep)] if torch.is_tensor(sigmas) else [s for s, k in zip(sigmas, keep) if k]
     plan = get_plan(sigmas, cache=cache, variant=variant, degree=degree, integrand=integrand, time_map=time_map,
                     corrector=corrector, final_degree=final_degree, lower_order_final=lower_order_final,
                     max_amplification=max_amplification, eta=eta, tableau=tableau, parameterisation=parameterisation,
@@ -157,12 +160,15 @@ def runge_kutta(model, x, sigmas, plan, extra_args, callback, disable, s_in, lat
 
 
 #: The configurations the UIs list, by the names they show: the recommended configuration for the model's
-#: form (deis.RECOMMENDED), and the recommended stochastic one at eta = 1 (deis.RECOMMENDED_STOCHASTIC; with a
-#: lower eta the same method). README, "Evidence", says how they were chosen.
+#: form (deis.RECOMMENDED), the one with the corrector (deis.RECOMMENDED_CORRECTED), and the recommended
+#: stochastic one at eta = 1 (deis.RECOMMENDED_STOCHASTIC; with a lower eta the same method). README,
+#: "Evidence", says how they were chosen.
 CONFIGURATIONS = {
     "deis_auto": dict(),
+    "deis_corrected": dict(corrector=True),
     "deis_sde": dict(RECOMMENDED_STOCHASTIC, eta=1.0),
 }
 
 sample_deis_auto = partial(sample_deis, **CONFIGURATIONS["deis_auto"])
+sample_deis_corrected = partial(sample_deis, **CONFIGURATIONS["deis_corrected"])
 sample_deis_sde = partial(sample_deis, **CONFIGURATIONS["deis_sde"])

@@ -19,7 +19,7 @@ log = logging.getLogger("deis-webui")
 
 #: The WebUI's label of each of the core's configurations (deis.CONFIGURATIONS, ComfyUI's dropdown entries),
 #: whose ComfyUI name is the alias.
-LABELS = {"deis_auto": "DEIS auto", "deis_sde": "DEIS SDE"}
+LABELS = {"deis_auto": "DEIS auto", "deis_corrected": "DEIS corrected", "deis_sde": "DEIS SDE"}
 
 
 def load_core():

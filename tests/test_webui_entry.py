@@ -16,7 +16,7 @@ from benchmarks.problems import MIXTURE, relative_error
 from deis import RECOMMENDED_STOCHASTIC, DiscreteVPTime, FlowTime, sample_deis
 
 SCRIPT = __import__("pathlib").Path(__file__).resolve().parent.parent / "scripts" / "deis_webui.py"
-LABELS = ["DEIS auto", "DEIS SDE"]
+LABELS = ["DEIS auto", "DEIS corrected", "DEIS SDE"]
 
 
 def fake_webui(forge=True):
