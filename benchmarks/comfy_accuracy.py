@@ -417,16 +417,18 @@ def screening(results):
     return {k: v for k, v in results.items() if k[3] in selection.SCREENING_NFES or k[:4] in selection.SCREENING_EXTRA}
 
 
-def search(results, log=print, shard=None, only_round=None):
+def search(results, log=print, shard=None, rounds=None, forms=None):
     """The selection protocol (benchmarks.selection): screen every candidate, measure the finalists in full,
     rank them per form, choose. With ``shard = (k, n)`` only screen the k-th of n slices of the candidates
     (a last run without a shard, reading every shard's cache, does the rest). Returns the markdown."""
     text = []
     for form, models in selection.TUNING_MODELS.items():
+        if forms and form not in forms:
+            continue
         families = selection.tuning_families(form)
         candidates = sorted(selection.CANDIDATES[form])
-        if only_round is not None:
-            candidates = sorted(selection.ROUNDS[only_round - 1][form])
+        if rounds:  # rule 12: the last ranking over rounds 2 and 3 only
+            candidates = sorted({name for r in rounds for name in selection.ROUNDS[r - 1][form]})
         if shard is not None:
             k, n = shard
             candidates = candidates[k::n]
@@ -468,7 +470,9 @@ def main():
     parser.add_argument("--plot", type=Path, default=None)
     parser.add_argument("--search", action="store_true", help="run the selection protocol (benchmarks/selection.py)")
     parser.add_argument("--shard", default=None, help="k/n: screen only the k-th of n slices of the candidates")
-    parser.add_argument("--round", type=int, default=None, help="screen only this round's candidates (1 or 2)")
+    parser.add_argument("--rounds", type=int, nargs="*", default=None,
+                        help="search only these rounds' candidates (rule 12: 2 3)")
+    parser.add_argument("--forms", nargs="*", default=None, help="search only these forms (sd, flow)")
     parser.add_argument("--families", nargs="*", default=None)
     parser.add_argument("--cache", type=Path, nargs="*", default=[CACHE],
                         help="result caches: read all, write the first")
@@ -483,7 +487,7 @@ def main():
     if args.search:
         shard = None if args.shard is None else tuple(int(v) for v in args.shard.split("/"))
         try:
-            table = search(results, shard=shard, only_round=args.round)
+            table = search(results, shard=shard, rounds=args.rounds, forms=args.forms)
         finally:
             save_cache(results, args.cache[0])
         publish("## The selection protocol's search (benchmarks/selection.py)\n" + table, args.out)

@@ -61,6 +61,13 @@ A cell is one (family, model, scheduler, NFE); its value is a sampler's error at
    ranking over every round): per form, among the corrected finalists that hold rules 2b and 2c, the one
    with the fewest failed tuning cells (unguided and guided together), then the best score; without such
    a finalist, the corrected finalist with the fewest failed cells.
+12. (Written after the loss below, before anything of it ran.) The result caches of rounds 1 to 3 were lost
+   with the machine after round 1's full ranking and rounds 2 and 3's screening, before the last ranking over
+   every round ran. Round 1's full ranking is kept in docs/selection.md: no corrected candidate was eligible in
+   either form. The last ranking is run again on the candidates of rounds 2 and 3 only (those made after
+   round 1 showed every corrected candidate failing more cells than ``BASELINE``): screened again by rules 7
+   and 9, the 24 best per form measured on every tuning cell and ranked with ``BASELINE``, and rules 4 and 11
+   applied to that ranking.
 """
 
 import math
