@@ -68,6 +68,22 @@ A cell is one (family, model, scheduler, NFE); its value is a sampler's error at
    round 1 showed every corrected candidate failing more cells than ``BASELINE``): screened again by rules 7
    and 9, the 24 best per form measured on every tuning cell and ranked with ``BASELINE``, and rules 4 and 11
    applied to that ranking.
+13. Round 4 (written after rule 12's ranking, before any of its candidates ran; rules 1 to 7, 9 and 11
+   unchanged). Rule 12's ranking chose ``BASELINE`` in both forms: every corrected finalist failed more
+   unguided cells, and on the SD-style side the guided family on the zero-terminal-SNR model (rule 2c) blew up
+   (up to 150 times ``euler``'s error at 8 to 15 NFE). Prototypes on the screening cells of the tuning
+   families (no held-out family or model was run) traced three causes, each fixed by the schedule before
+   sampling: a correction over a step that spans much of the way from noise to data (a step's angle in
+   ``phi = arctan(sigma / alpha)``, which unlike its length in log rho is small at very high and very low
+   noise); a step of higher degree over such a step under CFG; and the last correction carried in full into a
+   step into 0 taken from high noise (``linear_quadratic``). Round 4 adds two options, ``corrector_max_angle``
+   (no correction of a step wider than that angle) and ``max_step_angle`` (a step wider than that is taken at
+   degree 0, uncorrected), and changes the step into 0 for every corrected configuration: it carries the last
+   correction scaled by ``cos(phi)``, what the exact flow does to a change of x for unit-variance data (it
+   carried it in full). Its candidates are the grid ``_round_4`` builds and rule 12's two corrected choices
+   (rule 11), run again with the new step into 0. They are screened (rules 7 and 9); the 24 best per form are
+   measured on every tuning cell and ranked with ``BASELINE`` (whose plan the change does not touch); rule 4
+   chooses and rule 11 names the corrected entry, both from that ranking only.
 """
 
 import math
@@ -112,6 +128,10 @@ def candidate_name(options):
         parts.append(f"ca{options['corrector_max_amplification']:g}")
     if options.get("corrector_max_step"):
         parts.append(f"cs{options['corrector_max_step']:g}")
+    if options.get("corrector_max_angle"):
+        parts.append(f"cp{options['corrector_max_angle']:g}")
+    if options.get("max_step_angle"):
+        parts.append(f"pa{options['max_step_angle']:g}")
     return "-".join(parts)
 
 
@@ -192,10 +212,47 @@ def _round_3():
 
 
 ROUND_3 = _round_3()
+#: Rule 12's corrected choices (rule 11), per form: run again in round 4 with its step into 0.
+RULE_12_CORRECTED = {"sd": "tabvp1-data-c-f1-ca1.5", "flow": "tab1-v-c-f1-a1.5"}
+
+
+def _round_4():
+    """Rule 13: the angle safeguards, on the integrands and variables rule 12's finalists favoured."""
+    grids = {
+        "sd": dict(choices=[("tab", "vp_linear", "data"), ("tab", "model", "data"), ("tab", "vp_linear", "v")],
+                   caps=(None,), wide=(0.4, 0.6), corrector_angles=(None, 0.3)),
+        "flow": dict(choices=[("tab", "model", "v"), ("tab", "model", "data")], caps=(1.25, 1.5),
+                     wide=(None, 0.6), corrector_angles=(0.15, 0.2, 0.3)),
+    }
+    space = {}
+    for form, grid in grids.items():
+        space[form] = {}
+        for (variant, time, integrand), degree, cap, wide, angle in (
+                (c, d, a, w, p) for c in grid["choices"] for d in (1, 2) for a in grid["caps"] for w in grid["wide"]
+                for p in grid["corrector_angles"]):
+            if wide is not None and angle is not None and angle >= wide:
+                continue  # the correction limit would repeat the wider one
+            for final in range(1, degree + 1):
+                if integrand != "data" and final == 2:
+                    continue
+                options = dict(variant=variant, degree=degree, integrand=integrand, corrector=True, final_degree=final,
+                               max_amplification=cap, lower_order_final=True, corrector_max_angle=angle,
+                               max_step_angle=wide)
+                if time != "model":
+                    options["time"] = time
+                space[form][candidate_name(options)] = options
+    for form, name in RULE_12_CORRECTED.items():
+        space[form][name + "-r4"] = dict(CANDIDATES[form][name])
+    return space
+
+
 for _round in (ROUND_2, ROUND_3):
     for _form, _space in _round.items():
         CANDIDATES[_form].update(_space)
-ROUNDS = (ROUND_1, ROUND_2, ROUND_3)
+ROUND_4 = _round_4()
+for _form, _space in ROUND_4.items():
+    CANDIDATES[_form].update(_space)
+ROUNDS = (ROUND_1, ROUND_2, ROUND_3, ROUND_4)
 CANDIDATES_ALL = {**CANDIDATES["sd"], **CANDIDATES["flow"]}
 #: Rule 9: the cells rule 2c looks at, screened from round 3 on (for every round's candidates).
 SCREENING_EXTRA = tuple(("guided", HIGH_SIGMA_MODEL, s, HIGH_SIGMA_NFE) for s in HIGH_SIGMA_SCHEDULERS)

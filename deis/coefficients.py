@@ -135,6 +135,11 @@ AB_AMPLIFICATION = tuple(float(np.abs(w).sum()) for w in ADAMS_BASHFORTH)
 AM_AMPLIFICATION = tuple(float(np.abs(w).sum()) for w in ADAMS_MOULTON)
 
 
+#: Allowance for round-off when an amplification is compared with its bound: even steps' weights meet the
+#: constant-step value exactly in exact arithmetic, and a cap of 1 must not lower them.
+ROUND_OFF = 1 + 1e-12
+
+
 def amplification(c):
     """``sum_j |C_j| / |sum_j C_j|`` of one step's coefficients: 1 at degree 0, 2 for constant-step AB2."""
     c = np.asarray(c, dtype=np.float64)
@@ -153,7 +158,7 @@ def capped_degrees(degrees, weights_of, bound):
     degrees = np.array(degrees, copy=True)
     while True:
         over = [i for i, c in enumerate(weights_of(degrees))
-                if degrees[i] > 0 and amplification(c) > bound * AB_AMPLIFICATION[degrees[i]]]
+                if degrees[i] > 0 and amplification(c) > bound * AB_AMPLIFICATION[degrees[i]] * ROUND_OFF]
         if not over:
             return degrees
         degrees[over] -= 1

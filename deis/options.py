@@ -38,6 +38,8 @@ class Options:
     corrector: bool = False
     corrector_max_amplification: Optional[float] = None
     corrector_max_step: Optional[float] = None
+    corrector_max_angle: Optional[float] = None
+    max_step_angle: Optional[float] = None
     final_degree: Optional[int] = DEFAULT_FINAL_DEGREE
     lower_order_final: bool = True
     max_amplification: Optional[float] = None
@@ -52,7 +54,8 @@ class Options:
         """What the coefficients depend on (with the exact sigmas: the cache key)."""
         return (self.variant, self.parameterisation.name, self.degree, self.integrand,
                 None if self.time_map is None else self.time_map.key, self.corrector,
-                self.corrector_max_amplification, self.corrector_max_step, self.final_degree,
+                self.corrector_max_amplification, self.corrector_max_step, self.corrector_max_angle,
+                self.max_step_angle, self.final_degree,
                 self.lower_order_final, self.max_amplification, self.eta, self.tableau)
 
 
@@ -105,7 +108,8 @@ def check_s_noise(s_noise, eta):
 
 def resolve(variant=None, degree=None, integrand=None, time_map=None, corrector=None, final_degree=None,
             lower_order_final=None, max_amplification=None, eta=None, tableau=None, parameterisation="ve",
-            model_time_map=None, corrector_max_amplification=None, corrector_max_step=None):
+            model_time_map=None, corrector_max_amplification=None, corrector_max_step=None, corrector_max_angle=None,
+            max_step_angle=None, s_noise=None):
     """Check the options and fill in what is not given. Returns an ``Options``.
 
     With no ``variant`` the form's recommended configuration fills every option not given (the stochastic
@@ -121,9 +125,12 @@ def resolve(variant=None, degree=None, integrand=None, time_map=None, corrector=
     if not _is_number(eta) or not 0 <= eta <= 1:
         raise ValueError(f"eta must be a number from 0 (the ODE) to 1 (the full reverse SDE); got {eta!r}")
     eta = float(eta)
+    if s_noise is not None:
+        check_s_noise(s_noise, eta)
     given = dict(degree=degree, integrand=integrand, time_map=time_map, corrector=corrector,
                  final_degree=final_degree, lower_order_final=lower_order_final, max_amplification=max_amplification,
-                 corrector_max_amplification=corrector_max_amplification, corrector_max_step=corrector_max_step)
+                 corrector_max_amplification=corrector_max_amplification, corrector_max_step=corrector_max_step,
+                 corrector_max_angle=corrector_max_angle, max_step_angle=max_step_angle)
     if variant is None:
         base = recommended_options(param, stochastic=eta > 0, corrected=bool(corrector))
         variant = base.pop("variant")
@@ -152,10 +159,13 @@ def resolve(variant=None, degree=None, integrand=None, time_map=None, corrector=
     corrector = False if given["corrector"] is None else given["corrector"]
     if not isinstance(corrector, (bool, np.bool_)):
         raise ValueError(f"corrector must be True or False; got {corrector!r}")
-    final = DEFAULT_FINAL_DEGREE if given["final_degree"] is None else given["final_degree"]
+    final = min(DEFAULT_FINAL_DEGREE, degree) if given["final_degree"] is None else given["final_degree"]
     if not _is_int(final) or not 0 <= final <= MAX_FINAL_DEGREE:
         raise ValueError(f"final_degree must be an integer from 0 to {MAX_FINAL_DEGREE} (a cubic step into "
                          f"sigma = 0 diverges); got {final!r}")
+    if final > degree:
+        raise ValueError(f"final_degree = {final} is above degree = {degree}: the step into sigma = 0 is never of a "
+                         f"higher degree than the others; set final_degree to {degree} or less")
     lower_order_final = True if given["lower_order_final"] is None else given["lower_order_final"]
     if not isinstance(lower_order_final, (bool, np.bool_)):
         raise ValueError(f"lower_order_final must be True or False; got {lower_order_final!r}")
@@ -165,6 +175,11 @@ def resolve(variant=None, degree=None, integrand=None, time_map=None, corrector=
     if corrector_step is not None and not (_is_number(corrector_step) and corrector_step > 0):
         raise ValueError(f"corrector_max_step must be a positive number (a step length in log rho); "
                          f"got {corrector_step!r}")
+    angles = {name: given[name] for name in ("corrector_max_angle", "max_step_angle")}
+    for name, angle in angles.items():
+        if angle is not None and not (_is_number(angle) and 0 < angle <= math.pi / 2):
+            raise ValueError(f"{name} must be an angle in radians above 0 and at most pi / 2 (a step from pure noise "
+                             f"to data spans pi / 2); got {angle!r}")
     cap = given["max_amplification"]
     if cap is not None:
         if not _is_number(cap) or not cap >= 1 or not math.isfinite(cap):
@@ -179,13 +194,16 @@ def resolve(variant=None, degree=None, integrand=None, time_map=None, corrector=
     return Options(variant=variant, parameterisation=param, degree=int(degree), integrand=integrand,
                    time_map=time_map, corrector=bool(corrector),
                    corrector_max_amplification=None if corrector_cap is None else float(corrector_cap),
-                   corrector_max_step=None if corrector_step is None else float(corrector_step), final_degree=int(final),
+                   corrector_max_step=None if corrector_step is None else float(corrector_step),
+                   **{name: None if angle is None else float(angle) for name, angle in angles.items()},
+                   final_degree=int(final),
                    lower_order_final=bool(lower_order_final), max_amplification=cap, eta=eta)
 
 
 def _resolve_runge_kutta(param, given, eta, tableau):
     for name in ("degree", "integrand", "time_map", "max_amplification", "corrector", "final_degree",
-                 "lower_order_final", "corrector_max_amplification", "corrector_max_step"):
+                 "lower_order_final", "corrector_max_amplification", "corrector_max_step", "corrector_max_angle",
+                 "max_step_angle"):
         if given[name] is not None:
             raise ValueError(f"{name} applies to the multistep variants; rhoRK's order comes from its tableau, "
                              f"and it ends with a DDIM step into sigma = 0")

@@ -33,7 +33,7 @@ from collections import namedtuple
 import numpy as np
 
 from .cache import default_cache
-from .coefficients import (AM_AMPLIFICATION, FEW_STEPS, FINAL_STEP_MAX_RHO, RHO, TABLEAUS, ab_nodes, am_nodes,
+from .coefficients import (AM_AMPLIFICATION, FEW_STEPS, FINAL_STEP_MAX_RHO, RHO, ROUND_OFF, TABLEAUS, ab_nodes, am_nodes,
                            amplification, capped_degrees, lagrange_integrals, multistep_weights, nodes_of, variable_of)
 from .options import resolve
 
@@ -128,7 +128,8 @@ def step_degrees(at_nodes, rho, options, into_zero):
     start, for every variable but a flow time) is left out. The step into sigma = 0 is of degree
     ``final_degree`` at most (no more than the plan's degree, nor the finite nodes in rho), and DDIM where it
     starts above ``FINAL_STEP_MAX_RHO``. With ``lower_order_final`` and fewer than ``FEW_STEPS`` steps, the
-    step before it is at most degree 1, as in diffusers.
+    step before it is at most degree 1, as in diffusers. With ``max_step_angle``, a step before it that spans
+    more than that angle (``step_angles``) is of degree 0.
     """
     n_steps = len(at_nodes) - 1
     first_usable = 0 if np.isfinite(at_nodes[0]) else 1
@@ -139,7 +140,17 @@ def step_degrees(at_nodes, rho, options, into_zero):
         degrees[-1] = final if rho[-2] <= FINAL_STEP_MAX_RHO else 0
         if options.lower_order_final and 2 <= n_steps < FEW_STEPS:
             degrees[-2] = min(degrees[-2], 1)
+    if options.max_step_angle is not None:
+        wide = np.flatnonzero(step_angles(rho) > options.max_step_angle)
+        degrees[wide[wide < n_steps - into_zero]] = 0
     return degrees
+
+
+def step_angles(rho):
+    """How far each step goes in ``phi = arctan(rho)``, the angle from data (0) to pure noise (pi / 2): the share of
+    the way a step covers where latents of about unit variance are resolved (long steps in log rho at very high or
+    very low noise cover little of it)."""
+    return np.arctan(rho[:-1]) - np.arctan(rho[1:])
 
 
 def multistep_plan(sigmas, options):
@@ -203,34 +214,51 @@ def multistep_plan(sigmas, options):
             update = Update(0.0, 1.0, ())
         else:
             update = Update(float(1.0 / alpha[n - 1]), 0.0, tuple(C[-1].tolist()))
-        steps.append(Step(float(final_slope[0][0]), float(final_slope[1][0]), corrections[n - 1], update, 0.0,
-                          True, keep_eps_hat(n - 1)))
+        steps.append(Step(float(final_slope[0][0]), float(final_slope[1][0]),
+                          carried_into_zero(corrections[n - 1], alpha[n - 1], sigmas[n - 1]), update, 0.0, True,
+                          keep_eps_hat(n - 1)))
     history = int(max(degrees.max() + 1, max(correction_degrees, default=0) + 1))
     return Plan("multistep", integrand, tuple(steps), history, (), options)
 
 
 def corrector_degrees(options, integrand, at_nodes, rho, degrees, last, power):
     """The degree of each step's correction (0: none): the predictor's plus one where the correction is defined;
-    with ``corrector_max_step`` none on steps longer than that in log rho; with ``corrector_max_amplification``
+    with ``corrector_max_step`` none on steps longer than that in log rho, with ``corrector_max_angle`` (or
+    ``max_step_angle``) none on steps that span more than that angle; with ``corrector_max_amplification``
     lowered until its weights amplify an error at most that many times as much as the constant-step
     Adams-Moulton formula of its degree (none where even degree 1 does)."""
     result = [0] * last
     if not options.corrector:
         return result
+    angles = step_angles(rho)
     for i in range(last):
         if not corrector_defined(integrand, at_nodes, rho, i, degrees[i]):
             continue
         if options.corrector_max_step is not None and not np.log(rho[i] / rho[i + 1]) <= options.corrector_max_step:
             continue
+        if any(limit is not None and angles[i] > limit for limit in (options.corrector_max_angle,
+                                                                     options.max_step_angle)):
+            continue
         c = int(degrees[i]) + 1
         while c and options.corrector_max_amplification is not None:
             (k,) = multistep_weights(options.variant, rho, [tuple(range(i + 1, i - c, -1))], options.time_map,
                                      integrand, power, steps=[i])
-            if amplification(k) <= options.corrector_max_amplification * AM_AMPLIFICATION[c]:
+            if amplification(k) <= options.corrector_max_amplification * AM_AMPLIFICATION[c] * ROUND_OFF:
                 break
             c -= 1
         result[i] = c
     return result
+
+
+def carried_into_zero(correction, alpha, sigma):
+    """The last correction, as the step into sigma = 0 carries it: scaled by ``cos(phi) = alpha / sqrt(alpha^2 +
+    sigma^2)``, what the exact flow to sigma = 0 does to a change of x for data of unit variance (the prior the
+    v integrand also takes). The step itself follows eps_hat from the predicted point, as if the correction
+    moved eps_hat with x (a factor 1: right for a short last step, far too much for one from high noise, where
+    the data is not yet resolved and a change of x barely moves the result); the data form would drop it (0)."""
+    if not correction:
+        return correction
+    return tuple((alpha / np.hypot(alpha, sigma) * np.asarray(correction)).tolist())
 
 
 def final_weights(rho, degree):

@@ -10,7 +10,7 @@ from functools import partial
 import torch
 from tqdm.auto import trange
 
-from .options import RECOMMENDED_STOCHASTIC, check_s_noise
+from .options import RECOMMENDED_STOCHASTIC
 from .plan import distinct_sigmas, get_plan
 
 
@@ -46,7 +46,7 @@ def sample_deis(model, x, sigmas, extra_args=None, callback=None, disable=None, 
                 integrand=None, time_map=None, corrector=None, final_degree=None, lower_order_final=None,
                 max_amplification=None, eta=None, tableau=None, parameterisation="ve", s_noise=1.0,
                 noise_sampler=None, cache=None, model_time_map=None, corrector_max_amplification=None,
-                corrector_max_step=None):
+                corrector_max_step=None, corrector_max_angle=None, max_step_angle=None):
     """DEIS, the Diffusion Exponential Integrator Sampler (Zhang & Chen, ICLR 2023).
 
     Integrates ``d xh / d rho = eps_hat`` exactly in its linear part, with ``rho = sigma / alpha``.
@@ -99,10 +99,10 @@ def sample_deis(model, x, sigmas, extra_args=None, callback=None, disable=None, 
                     corrector=corrector, final_degree=final_degree, lower_order_final=lower_order_final,
                     max_amplification=max_amplification, eta=eta, tableau=tableau, parameterisation=parameterisation,
                     model_time_map=model_time_map, corrector_max_amplification=corrector_max_amplification,
-                    corrector_max_step=corrector_max_step)
+                    corrector_max_step=corrector_max_step, corrector_max_angle=corrector_max_angle,
+                    max_step_angle=max_step_angle, s_noise=s_noise)
     if not torch.is_floating_point(x):
         raise ValueError(f"x must be a floating-point tensor; got {x.dtype}")
-    check_s_noise(s_noise, plan.options.eta)
     extra_args = {} if extra_args is None else extra_args
     sigmas = sigmas.to(x.device) if torch.is_tensor(sigmas) else torch.as_tensor(sigmas, device=x.device)
     s_in = sigmas.new_ones([x.shape[0]])
