@@ -150,18 +150,22 @@ def capped_degrees(degrees, weights_of, bound):
     """Lower each step's degree until its weights amplify an error in the history at most ``bound`` times as
     much as the constant-step Adams-Bashforth formula of that degree (``AB_AMPLIFICATION``).
 
-    ``weights_of(degrees)`` gives every step's predictor weights. Uneven steps in the interpolation variable
-    make the extrapolating polynomial's weights grow with the ratio of neighbouring step sizes
-    (variable-step AB2's are ``1 + w / 2`` and ``-w / 2`` for ``w = h_i / h_(i-1)``), and with them what an
-    error in the history costs.
+    ``weights_of(degrees, steps)`` gives the predictor weights of the steps ``steps`` (a step's weights depend on
+    its own degree only). Uneven steps in the interpolation variable make the extrapolating polynomial's weights
+    grow with the ratio of neighbouring step sizes (variable-step AB2's are ``1 + w / 2`` and ``-w / 2`` for
+    ``w = h_i / h_(i-1)``), and with them what an error in the history costs. Returns the capped degrees and
+    every step's weights at them.
     """
     degrees = np.array(degrees, copy=True)
-    while True:
-        over = [i for i, c in enumerate(weights_of(degrees))
-                if degrees[i] > 0 and amplification(c) > bound * AB_AMPLIFICATION[degrees[i]] * ROUND_OFF]
-        if not over:
-            return degrees
+    weights = list(weights_of(degrees, range(len(degrees))))
+    todo = [int(i) for i in np.flatnonzero(degrees > 0)]
+    while todo:
+        over = [i for i in todo if amplification(weights[i]) > bound * AB_AMPLIFICATION[degrees[i]] * ROUND_OFF]
         degrees[over] -= 1
+        for i, c in zip(over, weights_of(degrees, over) if over else ()):
+            weights[i] = c
+        todo = [i for i in over if degrees[i] > 0]
+    return degrees, weights
 
 
 # --------------------------------------------------------------------------- moments

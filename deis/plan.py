@@ -5,8 +5,8 @@ cache. Every number in it is a Python float, so the loop applies it to tensors o
 device without a host-device synchronisation.
 
 A multistep plan follows one integrand (deis.coefficients): the loop keeps the history of its
-slopes ``h = slope_x * x - slope_d * D`` at the points where the model was called (``eps_hat``,
-``v_hat``; the data integrand's slope is ``D`` itself). Each step is an ``Update``,
+slopes at the points where the model was called: ``D`` itself (data), or ``h = a x - b D`` with
+``(a, b) = Step.slope`` (``eps_hat``, ``v_hat``). Each step is an ``Update``,
 
     x_next = x_scale * x + d_scale * D + sum_j weights[j] * h_j        (newest slope first)
 
@@ -23,9 +23,11 @@ the same state, so the correction moves the predicted point by the difference of
 model call).
 
 The step into sigma = 0 always follows ``eps_hat``, in rho (analytic there, and exact where the
-data has no spread, such as an inpainting mask's kept region), from the corrected state: a
-degree-0 step is ``x = D + (x_corrected - x_predicted) / alpha``, DDIM that keeps the last
-correction. With the v or data integrand the loop keeps the few ``eps_hat`` it needs for it.
+data has no spread, such as an inpainting mask's kept region), from the corrected state, with the
+last correction scaled by ``cos(phi)`` (``carried_into_zero``): a degree-0 step is
+``x = D + cos(phi) (x_corrected - x_predicted) / alpha``, DDIM that keeps the last correction as far
+as the flow to sigma = 0 does. With the v or data integrand the loop keeps the few ``eps_hat`` it
+needs for it.
 """
 
 from collections import namedtuple
@@ -33,7 +35,7 @@ from collections import namedtuple
 import numpy as np
 
 from .cache import default_cache
-from .coefficients import (AM_AMPLIFICATION, FEW_STEPS, FINAL_STEP_MAX_RHO, RHO, ROUND_OFF, TABLEAUS, ab_nodes, am_nodes,
+from .coefficients import (AM_AMPLIFICATION, FEW_STEPS, FINAL_STEP_MAX_RHO, RHO, ROUND_OFF, TABLEAUS, ab_nodes,
                            amplification, capped_degrees, lagrange_integrals, multistep_weights, nodes_of, variable_of)
 from .options import resolve
 
@@ -42,9 +44,9 @@ Update = namedtuple("Update", "x_scale d_scale weights")
 #: model call (None where there is none); ``update`` reads the history, or with ``on_eps_hat`` the kept
 #: ``eps_hat`` (the step into sigma = 0); ``keep_eps_hat``: ``(1 / sigma, alpha / sigma)`` where the step
 #: into sigma = 0 needs this point's ``eps_hat``, else None.
-Step = namedtuple("Step", "slope_x slope_d correction update noise on_eps_hat keep_eps_hat")
-Stage = namedtuple("Stage", "sigma_index slope_x slope_d update")
-RungeKuttaStep = namedtuple("RungeKuttaStep", "slope_x slope_d stages update")
+Step = namedtuple("Step", "slope correction update noise on_eps_hat keep_eps_hat")
+Stage = namedtuple("Stage", "sigma_index slope update")
+RungeKuttaStep = namedtuple("RungeKuttaStep", "slope stages update")
 Plan = namedtuple("Plan", "family integrand steps history stage_sigmas options")
 
 
@@ -111,14 +113,16 @@ def state_scale(integrand, alpha, sigma):
 
 
 def slope_coefficients(integrand, alpha, sigma):
-    """``(slope_x, slope_d)`` with ``h = slope_x x - slope_d D``: ``eps_hat = (x - alpha D) / sigma``,
-    ``v_hat = cos(phi) eps_hat - sin(phi) D`` with ``tan(phi) = sigma / alpha``, or ``D`` (0, -1)."""
+    """``(a, b)`` with the slope ``h = a x - b D`` at one point: ``eps_hat = (x - alpha D) / sigma``, or
+    ``v_hat = cos(phi) eps_hat - sin(phi) D`` with ``tan(phi) = sigma / alpha``. None for the data integrand, whose
+    slope is ``D`` itself."""
+    alpha, sigma = float(alpha), float(sigma)
     if integrand == "eps":
         return 1.0 / sigma, alpha / sigma
     if integrand == "v":
-        scale = np.hypot(alpha, sigma)
+        scale = float(np.hypot(alpha, sigma))
         return alpha / (sigma * scale), scale / sigma
-    return np.zeros_like(sigma), -np.ones_like(sigma)
+    return None
 
 
 def step_degrees(at_nodes, rho, options, into_zero):
@@ -163,20 +167,23 @@ def multistep_plan(sigmas, options):
     into_zero = sigmas[-1] == 0
     last = n - 1 if into_zero else n  # the steps in the integrand; the step into 0 follows eps_hat
 
-    def predictor_weights(degrees):
-        weights = multistep_weights(options.variant, rho, ab_nodes(degrees)[:last], options.time_map, integrand,
-                                    power)
-        if into_zero:
+    def predictor_weights(degrees, steps=None):
+        steps = range(len(degrees)) if steps is None else steps
+        inside = [i for i in steps if i < last]
+        nodes = ab_nodes(degrees)
+        weights = multistep_weights(options.variant, rho, [nodes[i] for i in inside], options.time_map, integrand,
+                                    power, steps=inside) if inside else []
+        if into_zero and last in steps:
             weights.append(final_weights(rho, degrees[-1]))
         return weights
 
     degrees = step_degrees(at_nodes, rho, options, into_zero)
     if options.max_amplification:
-        degrees = capped_degrees(degrees, predictor_weights, options.max_amplification)
-    C = predictor_weights(degrees)
+        degrees, C = capped_degrees(degrees, predictor_weights, options.max_amplification)
+    else:
+        C = predictor_weights(degrees)
 
     scale = state_scale(integrand, alpha, sigmas)
-    slope_x, slope_d = slope_coefficients(integrand, alpha[:last], sigmas[:last])
     updates, noise = [], np.zeros(n)
     for i in range(last):
         if integrand == "eps" and np.isinf(rho[i]):  # from pure noise: DDIM, x' = alpha' D + sigma' eps_hat
@@ -190,33 +197,35 @@ def multistep_plan(sigmas, options):
 
     corrections = [None] * (n + 1)  # the correction of step i is applied at step i + 1
     correction_degrees = corrector_degrees(options, integrand, at_nodes, rho, degrees, last, power)
-    for i, c in enumerate(correction_degrees):
-        if c:
-            (k,) = multistep_weights(options.variant, rho, [tuple(range(i + 1, i - c, -1))], options.time_map,
-                                     integrand, power, steps=[i])
-            difference = np.zeros(max(len(k), len(C[i]) + 1))
-            difference[:len(k)] += k
-            difference[1:len(C[i]) + 1] -= C[i]
-            corrections[i + 1] = tuple((correction_scale(integrand, alpha, sigmas, rho, i, eta) * difference).tolist())
+    corrected = [i for i, c in enumerate(correction_degrees) if c]
+    correction_weights = multistep_weights(
+        options.variant, rho, [tuple(range(i + 1, i - correction_degrees[i], -1)) for i in corrected],
+        options.time_map, integrand, power, steps=corrected) if corrected else []
+    for i, k in zip(corrected, correction_weights):
+        difference = np.zeros(max(len(k), len(C[i]) + 1))
+        difference[:len(k)] += k
+        difference[1:len(C[i]) + 1] -= C[i]
+        corrections[i + 1] = tuple((correction_scale(integrand, alpha, sigmas, rho, i, eta) * difference).tolist())
 
     final_nodes = range(n - 1 - degrees[-1], n) if into_zero else range(0)
 
-    def keep_eps_hat(i):
-        return (float(1.0 / sigmas[i]), float(alpha[i] / sigmas[i])) if i in final_nodes else None
+    def keep_eps_hat(i):  # the eps integrand's history is eps_hat already
+        if integrand == "eps" or i not in final_nodes:
+            return None
+        return float(1.0 / sigmas[i]), float(alpha[i] / sigmas[i])
 
     steps = []
     for i in range(last):
-        steps.append(Step(float(slope_x[i]), float(slope_d[i]), corrections[i], updates[i], float(noise[i]),
-                          False, keep_eps_hat(i)))
+        steps.append(Step(slope_coefficients(integrand, alpha[i], sigmas[i]), corrections[i], updates[i],
+                          float(noise[i]), False, keep_eps_hat(i)))
     if into_zero:
-        final_slope = slope_coefficients(integrand, alpha[n - 1:n], sigmas[n - 1:n])
         if np.isinf(rho[n - 1]):  # one step from pure noise into 0: x = D
             update = Update(0.0, 1.0, ())
         else:
             update = Update(float(1.0 / alpha[n - 1]), 0.0, tuple(C[-1].tolist()))
-        steps.append(Step(float(final_slope[0][0]), float(final_slope[1][0]),
-                          carried_into_zero(corrections[n - 1], alpha[n - 1], sigmas[n - 1]), update, 0.0, True,
-                          keep_eps_hat(n - 1)))
+        steps.append(Step(slope_coefficients(integrand, alpha[n - 1], sigmas[n - 1]),
+                          carried_into_zero(corrections[n - 1], alpha[n - 1], sigmas[n - 1]), update, 0.0,
+                          integrand != "eps", keep_eps_hat(n - 1)))
     history = int(max(degrees.max() + 1, max(correction_degrees, default=0) + 1))
     return Plan("multistep", integrand, tuple(steps), history, (), options)
 
@@ -273,8 +282,8 @@ def final_weights(rho, degree):
 def corrector_defined(integrand, at_nodes, rho, i, degree):
     """A step can be corrected where every node of the correction is finite in the variable, and (eps) its
     integral is: the eps integrand has none from rho = inf."""
-    nodes = am_nodes([0] * i + [degree])[i]
-    return bool(np.all(np.isfinite(at_nodes[list(nodes)]))) and not (integrand == "eps" and np.isinf(rho[i]))
+    nodes = at_nodes[i - degree:i + 2]  # the correction's: i + 1 and the predictor's i, ..., i - degree
+    return bool(np.all(np.isfinite(nodes))) and not (integrand == "eps" and np.isinf(rho[i]))
 
 
 def correction_scale(integrand, alpha, sigmas, rho, i, eta):
@@ -315,20 +324,18 @@ def runge_kutta_plan(sigmas, options):
         history = alpha_to * h * np.asarray(row[1:], dtype=np.float64)
         return Update(0.0, float(alpha_to), (float(sigma_to - history.sum()),) + tuple(history.tolist()))
 
-    def slope(sigma):
-        return float(1.0 / sigma), float(param.alpha(sigma) / sigma)
-
     for i in range(sigmas.size - 1):
         if not np.isfinite(rho[i]) or sigmas[i + 1] == 0:
             ddim = Update(0.0, float(alpha[i + 1]), (float(sigmas[i + 1]),))
-            steps.append(RungeKuttaStep(*slope(sigmas[i]), (), ddim))
+            steps.append(RungeKuttaStep(slope_coefficients("eps", alpha[i], sigmas[i]), (), ddim))
             continue
         h = rho[i + 1] - rho[i]
         stages = []
         for c, row in zip(tableau.c[1:], tableau.a[1:]):
             sigma_s = float(sigmas[i + 1] if c == 1 else param.sigma_from_rho(rho[i] + c * h))
             alpha_s = float(param.alpha(sigma_s))
-            stages.append(Stage(len(stage_sigmas), *slope(sigma_s), update(sigma_s, alpha_s, h, row)))
+            stages.append(Stage(len(stage_sigmas), slope_coefficients("eps", alpha_s, sigma_s), update(sigma_s, alpha_s, h, row)))
             stage_sigmas.append(float(sigma_s))
-        steps.append(RungeKuttaStep(*slope(sigmas[i]), tuple(stages), update(sigmas[i + 1], alpha[i + 1], h, tableau.b)))
+        steps.append(RungeKuttaStep(slope_coefficients("eps", alpha[i], sigmas[i]), tuple(stages),
+                                    update(sigmas[i + 1], alpha[i + 1], h, tableau.b)))
     return Plan("runge_kutta", "eps", tuple(steps), tableau.stages, tuple(stage_sigmas), options)

@@ -31,6 +31,11 @@ def default_noise_sampler(x, seed=None):
     return sample
 
 
+def slope(x, denoised, coefficients):
+    """``a x - b D``: eps_hat = (x - alpha D) / sigma or v_hat at one point, with ``(a, b)`` from the plan."""
+    return torch.mul(x, coefficients[0]).sub_(denoised, alpha=coefficients[1])
+
+
 def advance(x, denoised, update, slopes):
     """``x_scale * x + d_scale * D + sum_j weights[j] * slopes[j]``: one step of the plan (deis.plan)."""
     out = torch.mul(x, update.x_scale)
@@ -69,9 +74,19 @@ def sample_deis(model, x, sigmas, extra_args=None, callback=None, disable=None, 
             DPM-Solver++'s form). Default: the recommended one without ``variant``, else "eps".
         corrector: after each model call, take the step that led there again with the slope there as one
             more node (an Adams-Moulton correction, UniPC's UniC), one degree higher, at no extra model
-            call. Default: the recommended one without ``variant``, else False.
+            call. Default: the recommended one without ``variant``, else False; with no ``variant`` and
+            ``corrector=True``, the recommended corrected configuration (``deis.RECOMMENDED_CORRECTED``).
+        max_step_angle: a step (before the step into sigma = 0) that spans more than this angle of
+            ``phi = arctan(sigma / alpha)`` (radians; pure noise to data is pi / 2) is taken at degree 0 and not
+            corrected. Default: no limit (the recommended corrected configuration sets one).
+        corrector_max_angle, corrector_max_step, corrector_max_amplification: no correction of a step wider than
+            that angle, or longer than that in log rho; a correction's degree lowered until its weights amplify
+            an error at most that many times as much as the even-step Adams-Moulton formula's. Only with the
+            corrector. Default: none.
         final_degree: the degree of the step into sigma = 0, a polynomial in rho on ``eps_hat`` from the
-            corrected state, 0 (DDIM) to 2; DDIM where that step starts above rho = 0.5. Default 1.
+            corrected state (the last correction scaled by ``cos(phi)``, as the exact flow carries a change of x
+            for unit-variance data), 0 (DDIM) to 2 and at most ``degree``; DDIM where that step starts above
+            rho = 0.5. Default 1 (0 at degree 0).
         lower_order_final: with fewer than 15 steps, the step before the step into sigma = 0 is at most
             degree 1. Default True.
         max_amplification: lower each step's degree until the absolute sum of its weights is at most this
@@ -125,10 +140,9 @@ def sample_deis(model, x, sigmas, extra_args=None, callback=None, disable=None, 
             callback({"x": x_in, "i": i, "sigma": sigmas[i], "sigma_hat": sigmas[i], "denoised": denoised})
         denoised = denoised.to(x.dtype)
         # The slope the polynomial follows, at the point the model saw: eps_hat, v_hat, or D itself.
-        slopes.appendleft(denoised if plan.integrand == "data" else
-                          torch.mul(x, step.slope_x).sub_(denoised, alpha=step.slope_d))
+        slopes.appendleft(denoised if step.slope is None else slope(x, denoised, step.slope))
         if step.keep_eps_hat:
-            eps_hats.appendleft(torch.mul(x, step.keep_eps_hat[0]).sub_(denoised, alpha=step.keep_eps_hat[1]))
+            eps_hats.appendleft(slope(x, denoised, step.keep_eps_hat))
         if step.correction:  # UniC: the step that led here, again with the slope here as one more node
             x = x + step.correction[0] * slopes[0]
             for weight, h in zip(step.correction[1:], list(slopes)[1:]):
@@ -149,12 +163,12 @@ def runge_kutta(model, x, sigmas, plan, extra_args, callback, disable, s_in, lat
         if callback is not None:
             callback({"x": x_in, "i": i, "sigma": sigmas[i], "sigma_hat": sigmas[i], "denoised": denoised})
         denoised = denoised.to(x.dtype)
-        stages = [torch.mul(x, step.slope_x).sub_(denoised, alpha=step.slope_d)]
+        stages = [slope(x, denoised, step.slope)]
         for stage in step.stages:
             x_stage = advance(x, denoised, stage.update, stages)
             denoised_stage = model(x_stage.to(latent_dtype), stage_sigmas[stage.sigma_index] * s_in,
                                    **extra_args).to(x.dtype)
-            stages.append(torch.mul(x_stage, stage.slope_x).sub_(denoised_stage, alpha=stage.slope_d))
+            stages.append(slope(x_stage, denoised_stage, stage.slope))
         x = advance(x, denoised, step.update, stages)
     return x.to(latent_dtype)
 

@@ -14,8 +14,8 @@ CONFIGS = [
     dict(), dict(variant="tab", degree=2, integrand="data"), dict(variant="tab", degree=3),
     dict(variant="tab", degree=2, integrand="data", corrector=True),
     dict(variant="tab", degree=2, integrand="v", corrector=True, max_amplification=1.5),
-    dict(variant="logrhoab", degree=3, corrector=True), dict(variant="rhoab", degree=3),
-    dict(variant="ipndm", degree=3, corrector=True), dict(variant="rhork", tableau="rk4"),
+    dict(variant="logrhoab", degree=2, corrector=True), dict(variant="rhoab", degree=3),
+    dict(variant="ipndm", degree=2, corrector=True), dict(corrector=True), dict(variant="rhork", tableau="rk4"),
 ]
 IDS = [f"{c.get('variant', 'recommended')}-{c.get('degree', c.get('tableau'))}-{c.get('integrand', '')}"
        + ("-corrected" if c.get("corrector") else "") for c in CONFIGS]
