@@ -8,8 +8,7 @@ Every sampler runs inside ComfyUI (``comfy.sample.sample_custom``) from the same
 steps, the same for every sampler: the learned digits model as an SD1.5-style model with karras,
 the learned flow-matching model as a flow model (shift 3) with kl_optimal. The top row is the
 exact solution of the same ODE (DOP853); under each strip of samples is its error map,
-|sample - exact|. Writes comparison_digits.png and comparison_flow_digits.png, and the example
-workflows' thumbnails: what each workflow's sampler, scheduler and steps make on the digits model.
+|sample - exact|. Writes comparison_digits.png and comparison_flow_digits.png.
 """
 
 import argparse
@@ -25,17 +24,8 @@ NFES = (8, 10, 12)
 SHOW = 6  # samples shown per cell
 BATCH = 64  # samples per cell behind the error number
 SETTINGS = {"digits": ("eps", "karras"), "flow-digits": ("flow", "kl_optimal")}
-SAMPLERS = ("deis_auto", "deis", "dpmpp_2m", "ipndm_v", "euler")
+SAMPLERS = ("deis_auto", "deis_corrected", "deis", "dpmpp_2m", "ipndm_v", "euler")
 ERROR_SCALE = 0.5  # the colour scale's top (errors above it show as its colour); pixels run from -1 to 1
-#: The example workflows' settings (KSampler: deis_auto with exponential; SamplerCustomAdvanced: Sampler DEIS
-#: on auto with DEIS Scheduler's log_rho_uniform, the same schedule on SD-style models), 20 steps.
-THUMBNAILS = {
-    "deis_auto in KSampler, exponential, 20 steps.jpg": (
-        "deis_auto", "exponential", 20, ["KSampler", "deis_auto + exponential", "20 steps"]),
-    "Every DEIS option - Sampler DEIS and DEIS Scheduler.jpg": (
-        "deis_auto", "exponential", 20, ["Sampler DEIS (auto)", "+ DEIS Scheduler", "log_rho_uniform, 20 steps"]),
-}
-
 
 def strip(batch, error=None):
     """An RGB strip of the first SHOW digits (grey, ink dark), and under it their error maps."""
@@ -89,24 +79,6 @@ def draw(title, reference, rows, path, nfes=NFES):
     plt.close(fig)
 
 
-def thumbnail(samples, lines, path, size=400):
-    """A square card: 9 of the samples large, and the workflow's settings in type legible at 256 px."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    card = Image.new("RGB", (size, size), (24, 24, 28))
-    cell = 84
-    for k, img in enumerate(samples[:9]):
-        grey = ((1 - (np.asarray(img).reshape(8, 8).clip(-1, 1) + 1) / 2) * 255).astype(np.uint8)
-        tile = Image.fromarray(grey, "L").resize((cell - 6, cell - 6), Image.NEAREST).convert("RGB")
-        card.paste(tile, (size - 3 * cell - 12 + (k % 3) * cell, 14 + (k // 3) * cell))
-    draw = ImageDraw.Draw(card)
-    font = ImageFont.load_default(size=30)
-    for i, line in enumerate(lines):
-        draw.text((16, size - 40 * (len(lines) - i) - 12), line, fill=(240, 240, 240), font=font)
-    draw.text((16, 22), "DEIS", fill=(250, 200, 90), font=ImageFont.load_default(size=40))
-    card.save(path, "JPEG", quality=90)
-
-
 @torch.no_grad()
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -131,7 +103,7 @@ def main():
         for name in SAMPLERS:
             rows[name] = {}
             for nfe in NFES:
-                out, sigmas = run(model, name, scheduler, nfe, noise, latent)
+                out, sigmas = run(model, kind, name, scheduler, nfe, noise, latent)
                 if reference is None:
                     start = model_sampling.noise_scaling(sigmas[0], noise, latent, True).double().numpy()
                     reference = reference_solution(denoiser, start, float(sigmas[0])).reshape(BATCH, 64)
@@ -142,13 +114,6 @@ def main():
         draw(title, reference, rows, path)
         pictures[family] = path
         print(f"wrote {path}")
-    folder = Path(__file__).resolve().parent.parent / "example_workflows"
-    model = comfy_support.exact_model("eps", denoiser=FAMILIES["digits"].denoiser("ve"))
-    noise = torch.randn((BATCH, 4, 4, 4), generator=torch.Generator().manual_seed(0))
-    for name, (sampler, scheduler, steps, lines) in THUMBNAILS.items():
-        out, _ = run(model, sampler, scheduler, steps, noise, torch.zeros_like(noise))
-        thumbnail(out.double().numpy().reshape(BATCH, 64), lines, folder / name)
-        print(f"wrote {folder / name}")
 
 
 if __name__ == "__main__":

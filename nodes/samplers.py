@@ -9,7 +9,7 @@ loop of deis/sampling.py, whose every number comes from deis/plan.py.
 import torch
 
 from ..deis import CONFIGURATIONS, INTEGRANDS, VPLinearTime, resolve, sample_deis
-from ..deis.options import MAX_FINAL_DEGREE, MULTISTEP_VARIANTS, check_s_noise
+from ..deis.options import MAX_FINAL_DEGREE
 from ..deis.schedules import log_rho_uniform, rho_polynomial, time_uniform
 from .model_info import model_options, parameterisation_of, time_map_of
 
@@ -20,12 +20,15 @@ RECOMMENDED = "deis_auto"
 ENTRY_DESCRIPTIONS = {
     "deis_auto": "the recommended sampler: tAB2 on the predicted noise in the paper's VP time on SD-style models, "
                  "tAB2 on the v-prediction in flow time on flow models",
+    "deis_corrected": "UniPC's corrector at no extra model call, on tAB1 on the denoised image in the paper's VP "
+                      "time on SD-style models and on tAB2 on the v-prediction in flow time on flow models, except "
+                      "over steps that span much of the way from noise to data",
     "deis_sde": "stochastic (eta 1): tAB1 on the denoised image in the model's own time, with the reverse SDE's "
                 "own kernel",
 }
 
-#: The paper's schedule, uniform in sqrt(t) of the model's time: KSampler's scheduler entry and
-#: DEIS Scheduler's default schedule, under one name.
+#: The paper's schedule, uniform in sqrt(t) of the model's time: KSampler's scheduler entry, and DEIS Scheduler's
+#: schedule of the same name.
 SCHEDULER_NAME = "deis_time_quadratic"
 NODE_SCHEDULES = (SCHEDULER_NAME, "log_rho_uniform", "rho_polynomial")
 
@@ -47,59 +50,78 @@ def comfy_sampler(configuration):
 SAMPLER_FUNCTIONS = {name: comfy_sampler(options) for name, options in KSAMPLER_CONFIGURATIONS.items()}
 
 
-def node_options(variant, degree, integrand, corrector, final_degree, lower_order_final, max_amplification, eta,
-                 s_noise):
-    """Sampler DEIS (advanced)'s widgets as core options, checked by the core's resolver (one message per
-    rule, naming the option, which is the widget of the same name). Raises ValueError."""
-    if variant not in TIMES and variant not in MULTISTEP_VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; expected one of {', '.join(ADVANCED_VARIANTS)}")
-    options = dict(variant="tab" if variant in TIMES else variant, degree=int(degree), integrand=integrand,
-                   corrector=bool(corrector), final_degree=int(final_degree), lower_order_final=bool(lower_order_final),
-                   max_amplification=float(max_amplification) if max_amplification else None, eta=float(eta))
-    if final_degree > degree:
-        raise ValueError(f"final_degree = {final_degree} is above degree = {degree}, and the step into sigma = 0 "
-                         f"is never of a higher degree than the others; set final_degree to {min(degree, 1)}")
-    if variant in TIMES and TIMES[variant] is not None:
+#: Sampler DEIS (advanced)'s variants, each in the words its tooltip and help page use (tests/test_one_story.py).
+VARIANT_TEXT = {
+    "tab": "the model's own time (its table of sigmas on SD-style models, sigma on flow models): the paper's tAB",
+    "tab_vp": "the paper's continuous VP time (beta 0.1 to 20), the time the paper measured tAB in",
+    "logrhoab": "log(sigma/alpha), the variable of diffusers' DEIS",
+    "rhoab": "sigma/alpha (in the VE form, k-diffusion's LMS)",
+    "ipndm": "sigma/alpha with the fixed weights of even steps (the paper's iPNDM)",
+}
+ADVANCED_VARIANTS = tuple(VARIANT_TEXT)
+#: Sampler DEIS (advanced)'s widgets, as the core's options of the same names (``variant`` tab_vp is the core's tab
+#: in ``deis.VPLinearTime``).
+ADVANCED_WIDGETS = ("variant", "degree", "integrand", "corrector", "final_degree", "max_amplification",
+                    "max_step_angle", "corrector_max_angle", "eta", "s_noise")
+
+
+def node_options(variant, degree, integrand, corrector, final_degree, max_amplification, max_step_angle,
+                 corrector_max_angle, eta, s_noise):
+    """Sampler DEIS (advanced)'s widgets as core options, checked by the core's resolver (deis.options.resolve: one
+    message per rule, naming the option, which is the widget of the same name). Raises ValueError."""
+    if variant not in ADVANCED_VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; set variant to one of {', '.join(ADVANCED_VARIANTS)}")
+    if degree == 0:  # every variant and the eps and data integrands are the same DDIM step there
+        raise ValueError("degree 0 is DDIM whatever the variant; set degree to 1 or more, or use Sampler DEIS's "
+                         "method DDIM")
+    options = dict(variant="tab" if variant in TIMES else variant, degree=degree, integrand=integrand,
+                   corrector=corrector, final_degree=final_degree, eta=float(eta),
+                   **{name: float(value) if value else None for name, value in (
+                       ("max_amplification", max_amplification), ("max_step_angle", max_step_angle),
+                       ("corrector_max_angle", corrector_max_angle))})
+    if TIMES.get(variant) is not None:
         options["time_map"] = TIMES[variant]
-    resolve(**options)
-    check_s_noise(float(s_noise), options["eta"])
+    resolve(**options, s_noise=float(s_noise))
     if options["eta"]:
         options["s_noise"] = float(s_noise)
     return options
 
 
-ADVANCED_VARIANTS = ("tab", "tab_vp", "logrhoab", "rhoab", "ipndm")
-
-#: Sampler DEIS's methods: name, what it is (its tooltip line), its core options, and whether it takes eta:
-#: above 0, the recommended method is deis_sde's at that eta (corrected: with the corrector), and DDIM the SDE's
-#: own first-order step.
+#: Sampler DEIS's methods and their core options (web/docs/SamplerDEIS.md says what each is). With eta above 0 the
+#: recommended method is deis_sde's at that eta (corrected: with the corrector), and DDIM the SDE's own first-order
+#: step; the methods the core cannot run with eta refuse it.
 PRESETS = {
-    "recommended": ("the pack's recommended method for the model, KSampler's deis_auto; with eta above 0, "
-                    "deis_sde's at that eta", dict(), True),
-    "corrected": ("the recommended method with the corrector (UniPC's) at no extra model call, KSampler's "
-                  "deis_corrected: closer to the exact result on average, less steady at few steps and on uneven "
-                  "schedules", dict(corrector=True), True),
-    "tAB3, the paper's": ("the paper's best: a cubic in the model's own time on the predicted noise",
-                          dict(variant="tab", degree=3, integrand="eps"), False),
-    "DDIM": ("first order, one model call a step (with eta above 0 the SDE's own first-order step)",
-             dict(variant="tab", degree=0, integrand="data", final_degree=0), True),
-    "Runge-Kutta 3": ("Kutta's third-order method in sigma/alpha: three model calls a step",
-                      dict(variant="rhork", tableau="kutta3"), False),
-    "Runge-Kutta 4": ("the classical fourth-order method in sigma/alpha: four model calls a step",
-                      dict(variant="rhork", tableau="rk4"), False),
+    "recommended": dict(),
+    "corrected": dict(corrector=True),
+    "tAB3, the paper's": dict(variant="tab", degree=3, integrand="eps"),
+    "DDIM": dict(variant="tab", degree=0, integrand="data", final_degree=0),
+    "Runge-Kutta 3": dict(variant="rhork", tableau="kutta3"),
+    "Runge-Kutta 4": dict(variant="rhork", tableau="rk4"),
 }
+#: What Sampler DEIS's first widget held in the release before (its variant), and the method that is now the same.
+EARLIER_VARIANTS = {"auto": "recommended", "tab": "tAB3, the paper's", "rhork": "Runge-Kutta 3"}
+
+
+def takes_eta(method):
+    """Whether the core runs ``method`` with eta above 0."""
+    try:
+        resolve(**PRESETS[method], eta=1.0)
+    except ValueError:
+        return False
+    return True
 
 
 def preset_options(method, eta):
     """Sampler DEIS's widgets as core options; a ValueError names the widget and a value that works."""
     if method not in PRESETS:
-        raise ValueError(f"unknown method {method!r}; expected one of {', '.join(PRESETS)}")
-    _, options, takes_eta = PRESETS[method]
-    if eta and not takes_eta:
-        with_eta = ", ".join(name for name, preset in PRESETS.items() if preset[2])
+        earlier = (f" (a Sampler DEIS saved by an earlier release: its variant {method!r} is method "
+                   f"{EARLIER_VARIANTS[method]!r} now)" if method in EARLIER_VARIANTS else "")
+        raise ValueError(f"unknown method {method!r}{earlier}; set method to one of {', '.join(PRESETS)}")
+    resolve(eta=eta)  # eta's own range
+    options = dict(PRESETS[method], **({"eta": float(eta)} if eta else {}))
+    if eta and not takes_eta(method):
         raise ValueError(f"eta = {eta:g} adds noise, which method {method!r} cannot carry; set eta to 0, or method "
-                         f"to one of {with_eta}")
-    options = dict(options, **({"eta": float(eta)} if eta else {}))
+                         f"to one of {', '.join(name for name in PRESETS if takes_eta(name))}")
     resolve(**options)
     return options
 
@@ -111,16 +133,20 @@ class SamplerDEIS:
     RETURN_TYPES = ("SAMPLER",)
     FUNCTION = "get_sampler"
     DESCRIPTION = ("DEIS (Zhang & Chen, ICLR 2023) with exact coefficients. method recommended is KSampler's "
-                   "deis_auto, and with eta above 0 deis_sde. Sampler DEIS (advanced) has every option.")
+                   "deis_auto, and with eta above 0 deis_sde. Sampler DEIS (advanced) sets the degree, integrand and "
+                   "corrector yourself.")
 
     @classmethod
     def INPUT_TYPES(cls):
+        with_eta = ", ".join(name for name in PRESETS if takes_eta(name))
         return {"required": {
-            "method": (list(PRESETS), {"default": "recommended", "tooltip": " ".join(
-                f"{name}: {text}." for name, (text, _, _) in PRESETS.items())}),
+            "method": (list(PRESETS), {"default": "recommended", "tooltip":
+                "recommended: KSampler's deis_auto, the steadiest (with eta, deis_sde). corrected: KSampler's "
+                "deis_corrected, the most accurate on average. The others: the paper's tAB3, DDIM, Runge-Kutta 3 "
+                "and 4. The node's help page says more of each."}),
             "eta": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip":
                 "Noise added back each step: 0 samples the ODE (the same image from the same noise), 1 the full "
-                "reverse SDE, like dpmpp_2m_sde. With methods recommended, corrected and DDIM."}),
+                f"reverse SDE, like dpmpp_2m_sde. With methods {with_eta}; the others refuse it."}),
         }}
 
     @classmethod
@@ -138,67 +164,90 @@ class SamplerDEIS:
 
 
 class SamplerDEISAdvanced:
-    """Every option of the DEIS core's multistep samplers, as a SAMPLER for SamplerCustom(Advanced)."""
+    """The DEIS core's multistep options, as a SAMPLER for SamplerCustom(Advanced)."""
 
     CATEGORY = "sampling/custom_sampling/samplers"
     RETURN_TYPES = ("SAMPLER",)
     FUNCTION = "get_sampler"
-    DESCRIPTION = ("DEIS (Zhang & Chen, ICLR 2023) with exact coefficients, every option. Sampler DEIS has the "
-                   "recommended method and a few others ready to pick.")
+    DESCRIPTION = ("DEIS (Zhang & Chen, ICLR 2023) with exact coefficients: the interpolation variable, degree, "
+                   "integrand, corrector and last step set yourself. Sampler DEIS has the recommended method and a few "
+                   "others ready to pick.")
 
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
             "variant": (list(ADVANCED_VARIANTS), {"default": "tab", "tooltip":
-                "The variable the polynomial is fitted in. tab: the model's own time (the paper's tAB; its sigma "
-                "table on SD-style models, sigma on flow models). tab_vp: the paper's continuous VP time. "
-                "logrhoab: log(sigma/alpha). rhoab: sigma/alpha (k-diffusion's LMS). ipndm: sigma/alpha with the "
-                "fixed weights of even steps."}),
-            "degree": ("INT", {"default": 3, "min": 0, "max": 3, "tooltip":
-                "Polynomial degree: 0 is DDIM, 3 the paper's tAB3 (the core's default too). Higher is more "
-                "accurate on smooth problems and less steady at few steps. With eta above 0, at most 2."}),
+                "The variable the polynomial is fitted in. " + " ".join(
+                    f"{name}: {text}." for name, text in VARIANT_TEXT.items())}),
+            "degree": ("INT", {"default": 3, "min": 1, "max": 3, "tooltip":
+                "Polynomial degree, 1 to 3: 3 is the paper's tAB3. Higher is more accurate on smooth problems and "
+                "less steady at few steps. With the corrector, or eta above 0, at most 2. (Degree 0, DDIM, is a "
+                "method of Sampler DEIS.)"}),
             "integrand": (list(INTEGRANDS), {"default": "eps", "tooltip":
                 "What the polynomial follows: eps, the predicted noise (the paper's); v, the v-prediction; data, "
-                "the denoised image (DPM-Solver++'s form, steadiest with the corrector and with CFG). With eps and "
-                "data an inpainting mask's kept region stays exact; with v only without the corrector and with "
-                "final_degree 0."}),
+                "the denoised image (DPM-Solver++'s form, steadiest under CFG). With eps and data an inpainting "
+                "mask's kept region stays exact."}),
             "corrector": ("BOOLEAN", {"default": False, "tooltip":
                 "After each model call, take the step that led there again with the model's value there as one "
-                "more node, one degree higher (UniPC's corrector), at no extra model call."}),
+                "more node, one degree higher (UniPC's corrector), at no extra model call. Not on the first step "
+                "of a flow model with integrand eps."}),
             "final_degree": ("INT", {"default": 1, "min": 0, "max": MAX_FINAL_DEGREE, "tooltip":
-                "Degree of the step into sigma = 0, taken on the predicted noise in sigma/alpha from the "
-                "corrected state: 0 is DDIM. It is DDIM where that step starts above sigma/alpha = 0.5. At most "
-                "degree."}),
-            "lower_order_final": ("BOOLEAN", {"default": True, "tooltip":
-                "Below 15 steps, the step before the step into sigma = 0 is at most degree 1 (as in diffusers). "
-                "No effect at 15 steps or more, or at degree 1 or less."}),
+                "Degree of the step into sigma = 0 (where the schedule ends there), a polynomial in sigma/alpha on "
+                "the predicted noise; 0 is DDIM. It is DDIM where that step starts above sigma/alpha = 0.5. At most "
+                "degree, and 0 with eta above 0."}),
             "max_amplification": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 4.0, "step": 0.05, "tooltip":
-                "0: off. From 1 up: lower a step's degree until its weights amplify an error in the history at "
-                "most this many times as much as those of even steps (uneven steps make them grow)."}),
+                "0: off. From 1 up: on a schedule whose steps are uneven, lower a step's degree until its weights "
+                "amplify an error in the history at most this many times as much as those of even steps."}),
+            "max_step_angle": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.55, "step": 0.05, "tooltip":
+                "0: off. Above 0: a step (before the step into sigma = 0) that spans more than this angle of "
+                "arctan(sigma/alpha), in radians (pure noise to data is 1.57), is taken at degree 0 and not "
+                "corrected. deis_corrected uses 0.4 on SD-style models, 0.6 on flow models."}),
+            "corrector_max_angle": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.55, "step": 0.05, "tooltip":
+                "0: off. Above 0, with the corrector: no correction of a step that spans more than this angle of "
+                "arctan(sigma/alpha). deis_corrected uses 0.15 on flow models."}),
             "eta": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip":
                 "Noise added back each step: 0 samples the ODE, 1 the full reverse SDE (like dpmpp_2m_sde). "
-                "Above 0 it needs integrand data and degree 2 or less."}),
+                "Above 0 it needs integrand data, degree 2 or less and final_degree 0."}),
             "s_noise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 2.0, "step": 0.01, "tooltip":
                 "Scale of the noise eta adds: 1 is exact, a little above 1 adds grain. Only with eta above 0."}),
         }}
 
     @classmethod
-    def VALIDATE_INPUTS(cls, variant, degree, integrand, corrector, final_degree, lower_order_final,
-                        max_amplification, eta, s_noise):
+    def VALIDATE_INPUTS(cls, variant, degree, integrand, corrector, final_degree, max_amplification, max_step_angle,
+                        corrector_max_angle, eta, s_noise):
         try:
-            node_options(variant, degree, integrand, corrector, final_degree, lower_order_final, max_amplification,
-                         eta, s_noise)
+            node_options(variant, degree, integrand, corrector, final_degree, max_amplification, max_step_angle,
+                         corrector_max_angle, eta, s_noise)
         except ValueError as error:
             return f"Sampler DEIS (advanced): {error}"
         return True
 
-    def get_sampler(self, variant, degree, integrand, corrector, final_degree, lower_order_final, max_amplification,
-                    eta, s_noise):
+    def get_sampler(self, variant, degree, integrand, corrector, final_degree, max_amplification, max_step_angle,
+                    corrector_max_angle, eta, s_noise):
         import comfy.samplers
 
-        options = node_options(variant, degree, integrand, corrector, final_degree, lower_order_final,
-                               max_amplification, eta, s_noise)
+        options = node_options(variant, degree, integrand, corrector, final_degree, max_amplification, max_step_angle,
+                               corrector_max_angle, eta, s_noise)
         return (comfy.samplers.KSAMPLER(comfy_sampler({}), extra_options=options),)
+
+
+#: DEIS Scheduler's shape widgets: the schedule each one shapes, its default and its range.
+SHAPES = {"kappa": (SCHEDULER_NAME, 2.0, (0.5, 8.0)), "power": ("rho_polynomial", 7.0, (1.0, 20.0))}
+
+
+def scheduler_options(schedule, kappa, power):
+    """DEIS Scheduler's schedule and shape widgets, checked: a shape other than its default is refused where the
+    schedule has no use for it. Raises ValueError naming the widget."""
+    if schedule not in NODE_SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; set schedule to one of {', '.join(NODE_SCHEDULES)}")
+    for name, value in (("kappa", kappa), ("power", power)):
+        shaped, default, (low, high) = SHAPES[name]
+        if not low <= value <= high:
+            raise ValueError(f"{name} must be from {low:g} to {high:g}; got {value!r}; set {name} to {default:g}")
+        if value != default and schedule != shaped:
+            raise ValueError(f"{name} = {value:g} shapes only schedule {shaped}, not {schedule}; set {name} to "
+                             f"{default:g}, or schedule to {shaped}")
+    return dict(schedule=schedule, kappa=float(kappa), power=float(power))
 
 
 def model_schedule(model_sampling, steps, schedule=SCHEDULER_NAME, kappa=2.0, power=7.0):
@@ -248,16 +297,26 @@ class DEISScheduler:
             "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip":
                 "Fraction of the schedule to run, as in BasicScheduler: below 1 for img2img, keeping the "
                 "low-noise end of a longer schedule."}),
-            "schedule": (list(NODE_SCHEDULES), {"default": "rho_polynomial", "tooltip":
+            "schedule": (list(NODE_SCHEDULES), {"default": "log_rho_uniform", "tooltip":
                 "deis_time_quadratic: the paper's, uniform in t^(1/kappa) of the model's own time (KSampler's "
                 "deis_time_quadratic at kappa 2). log_rho_uniform: uniform in log rho, rho = sigma/alpha "
                 "(KSampler's exponential on SD-style models). rho_polynomial: uniform in rho^(1/power) (Karras et "
                 "al.; KSampler's karras on SD-style models at power 7)."}),
             "kappa": ("FLOAT", {"default": 2.0, "min": 0.5, "max": 8.0, "step": 0.1, "tooltip":
-                "deis_time_quadratic only: 2 is quadratic in t (the paper's), 1 is uniform in t."}),
+                "Shapes deis_time_quadratic only (another value is refused with the other schedules): 2 is "
+                "quadratic in t (the paper's), 1 is uniform in t."}),
             "power": ("FLOAT", {"default": 7.0, "min": 1.0, "max": 20.0, "step": 0.5, "tooltip":
-                "rho_polynomial only: 7 is Karras et al."}),
+                "Shapes rho_polynomial only (another value is refused with the other schedules): 7 is Karras "
+                "et al.'s."}),
         }}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, schedule, kappa, power):
+        try:
+            scheduler_options(schedule, kappa, power)
+        except ValueError as error:
+            return f"DEIS Scheduler: {error}"
+        return True
 
     def get_sigmas(self, model, steps, denoise, schedule, kappa, power):
         total = steps

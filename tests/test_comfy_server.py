@@ -26,10 +26,11 @@ import comfy_support
 from benchmarks.problems import MIXTURE, relative_error
 from deis.timemaps import DiscreteVPTime
 
-PACK_NAMES = ["deis_auto", "deis_sde"]
-ODE_NAMES = ["deis_auto"]
+PACK_NAMES = ["deis_auto", "deis_corrected", "deis_sde"]
+ODE_NAMES = ["deis_auto", "deis_corrected"]
 SCHEDULER = "deis_time_quadratic"
-WORKFLOW_NAMES = ["deis_auto in KSampler, exponential, 20 steps", "Every DEIS option - Sampler DEIS and DEIS Scheduler"]
+WORKFLOW_NAMES = ["deis_corrected in KSampler, exponential, 20 steps",
+                  "Sampler DEIS corrected and DEIS Scheduler, log_rho_uniform, 20 steps"]
 
 TEST_MODELS_PACK = '''
 import sys
@@ -224,8 +225,8 @@ def test_sampler_custom_advanced_workflow_with_sampler_deis_and_deis_scheduler(s
         }
 
     deis = {"class_type": "SamplerDEISAdvanced", "inputs": {
-        "variant": "tab", "degree": 3, "integrand": "v", "corrector": True, "final_degree": 1,
-        "lower_order_final": True, "max_amplification": 0.0, "eta": 0.0, "s_noise": 1.0}}
+        "variant": "tab", "degree": 2, "integrand": "v", "corrector": True, "final_degree": 1,
+        "max_amplification": 0.0, "max_step_angle": 0.0, "corrector_max_angle": 0.0, "eta": 0.0, "s_noise": 1.0}}
     euler = {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}}
     exact = exact_final(kind, seed)
     ours = server.saved_latent(server.run(workflow(deis, f"custom_{kind}/deis")))

@@ -22,14 +22,34 @@ def boxes(workflow):
 
 
 def test_there_are_two_workflows_with_readable_names_and_thumbnails():
-    assert [p.stem for p in WORKFLOWS] == ["Every DEIS option - Sampler DEIS and DEIS Scheduler",
-                                          "deis_auto in KSampler, exponential, 20 steps"]
+    assert [p.stem for p in WORKFLOWS] == ["Sampler DEIS corrected and DEIS Scheduler, log_rho_uniform, 20 steps",
+                                          "deis_corrected in KSampler, exponential, 20 steps"]
     from PIL import Image
 
     for path in WORKFLOWS:
         thumbnail = path.with_suffix(".jpg")
         assert thumbnail.exists() and thumbnail.read_bytes()[:3] == b"\xff\xd8\xff", thumbnail  # a JPEG
         assert Image.open(thumbnail).size == (400, 400)  # the template browser shows it in a square
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
+def test_the_thumbnail_is_the_workflow_as_it_is_now(path, tmp_path):
+    """The card draws the workflow's own graph (benchmarks/thumbnails.py); a changed workflow needs a new one."""
+    import numpy as np
+    from PIL import Image
+
+    from benchmarks import thumbnails
+
+    workflow = json.loads(path.read_text())
+    thumbnails.draw(workflow, tmp_path / "now.jpg")
+    shipped, now = (np.asarray(Image.open(p), dtype=float) for p in (path.with_suffix(".jpg"), tmp_path / "now.jpg"))
+    assert np.abs(shipped - now).mean() < 0.05, path.name
+    for node in workflow["nodes"]:
+        if node["type"] in ("KSampler", "SamplerDEIS"):
+            node["widgets_values"][4 if node["type"] == "KSampler" else 0] = "euler"
+    thumbnails.draw(workflow, tmp_path / "changed.jpg")
+    changed = np.asarray(Image.open(tmp_path / "changed.jpg"), dtype=float)
+    assert np.abs(shipped - changed).mean() > 0.2  # the check can tell a changed sampler
 
 
 #: ComfyUI's frontend fits a workflow without a saved view to 75 % of its canvas; a 1600x1000 window has a
