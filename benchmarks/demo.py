@@ -65,6 +65,7 @@ SETTINGS = {
         schedule=lambda n: K.get_sigmas_karras(n, *SD15_SIGMA_RANGE),
         samplers={
             "DEIS (deis_auto)": lambda m, x, s: sample_deis(m, x, s, disable=True),
+            "DEIS corrected (deis_corrected)": lambda m, x, s: sample_deis(m, x, s, disable=True, corrector=True),
             "DEIS tAB3 (the paper's)": lambda m, x, s: sample_deis(m, x, s, disable=True, variant="tab", degree=3),
             "DDIM / Euler": lambda m, x, s: K.sample_euler(m, x, s, disable=True),
             "DPM-Solver++(2M)": lambda m, x, s: K.sample_dpmpp_2m(m, x, s, disable=True),
@@ -74,6 +75,8 @@ SETTINGS = {
         schedule=lambda n: kl_optimal(n, FLOW_SIGMA_MIN, 1.0),
         samplers={
             "DEIS (deis_auto)": lambda m, x, s: sample_deis(m, x, s, disable=True, parameterisation="flow"),
+            "DEIS corrected (deis_corrected)": lambda m, x, s: sample_deis(m, x, s, disable=True,
+                                                                           parameterisation="flow", corrector=True),
             "DEIS tAB3 (the paper's)": lambda m, x, s: sample_deis(m, x, s, disable=True, parameterisation="flow",
                                                                    variant="tab", degree=3),
             "DDIM / Euler": lambda m, x, s: sample_deis(m, x, s, disable=True, parameterisation="flow", variant="tab",

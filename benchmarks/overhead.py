@@ -27,10 +27,13 @@ from deis import CoefficientCache, VPLinearTime, get_plan, sample_deis
 from deis.options import resolve
 from deis.plan import compute_plan, host_sigmas
 
-#: name: (options, schedule). The dropdown entries first: deis_auto in each form, deis_sde.
+#: name: (options, schedule). The dropdown entries first: deis_auto and deis_corrected in each form, deis_sde.
 COLD_CONFIGS = {
     "deis_auto, SD-style (tAB2 eps, VP time)": (dict(), schedules.sd15_karras),
     "deis_auto, flow (tAB2 v, flow time, capped)": (dict(parameterisation="flow"), schedules.flow_shift),
+    "deis_corrected, SD-style (tAB1 data, corrected)": (dict(corrector=True), schedules.sd15_karras),
+    "deis_corrected, flow (tAB2 v, corrected)": (dict(parameterisation="flow", corrector=True),
+                                                 schedules.flow_shift),
     "deis_sde (tAB1 data, SD1.5 table, eta 1)": (dict(variant="tab", degree=1, integrand="data", eta=1.0,
                                                       time_map=schedules.SD15), schedules.sd15_karras),
     "tAB3, the paper's (SD1.5 table)": (dict(variant="tab", degree=3, time_map=schedules.SD15), schedules.sd15_karras),
@@ -125,6 +128,7 @@ def step_overheads(steps, repeats):
         "k-diffusion euler": lambda: K.sample_euler(model, x, sigmas, disable=True),
         "k-diffusion lms": lambda: K.sample_lms(model, x, sigmas, disable=True),
         "deis_auto (tAB2 eps, VP time)": lambda: sample_deis(model, x, sigmas, disable=True),
+        "deis_corrected (tAB1 data, corrected)": lambda: sample_deis(model, x, sigmas, disable=True, corrector=True),
         "deis_sde (tAB1 data, eta 1; draws noise)": lambda: sample_deis(
             model, x, sigmas, disable=True, variant="tab", degree=1, integrand="data", eta=1.0,
             time_map=schedules.SD15, extra_args={"seed": 0}),
@@ -188,6 +192,7 @@ def peak_memory(steps):
         "k-diffusion euler": lambda: K.sample_euler(model, x, sigmas, disable=True),
         "k-diffusion lms": lambda: K.sample_lms(model, x, sigmas, disable=True),
         "deis_auto (tAB2 eps, VP time)": lambda: sample_deis(model, x, sigmas, disable=True),
+        "deis_corrected (tAB1 data, corrected)": lambda: sample_deis(model, x, sigmas, disable=True, corrector=True),
         "deis tAB3": lambda: sample_deis(model, x, sigmas, disable=True, variant="tab", degree=3,
                                          time_map=schedules.SD15),
         "deis rhoRK rk4": lambda: sample_deis(model, x, sigmas, disable=True, variant="rhork", tableau="rk4"),
