@@ -103,8 +103,9 @@ def run(model, kind, name, scheduler, nfe, noise, latent, guidance=None):
     model.set_model_unet_function_wrapper(wrapper)
     cfg = 1.0 if guidance is None else guidance
     out = comfy.sample.sample_custom(
-        model, noise, cfg, sampler_for(name, kind), sigmas, comfy_support.empty_conditioning(positive=guidance is not None),
-        comfy_support.empty_conditioning(), latent, disable_pbar=True, seed=0)
+        model, noise, cfg, sampler_for(name, kind), sigmas,
+        comfy_support.empty_conditioning(positive=guidance is not None), comfy_support.empty_conditioning(), latent,
+        disable_pbar=True, seed=0)
     # ComfyUI's ddim_uniform rounds: at some step counts it gives a step more than asked for, to every sampler.
     expected = (len(sigmas) - 1) * (2 if name in TWO_STAGE else 1) - (name in TWO_STAGE)
     # The pack takes a repeated sigma (beta on Stable Cascade) as the step of length 0 it is: no model call.
@@ -302,7 +303,8 @@ def report(results, args, configurations):
             f"Error at sigma = 0 against the exact ODE solution, on {len(SCHEDULERS)} schedulers at {NFES[0]} to "
             f"{NFES[-1]} model calls (NFE). Tuning "
             f"families and models are those of benchmarks/selection.py; held out of every choice: the families "
-            f"{', '.join(HELD_OUT)} and the models {', '.join(m for ms in selection.HELD_OUT_MODELS.values() for m in ms)}."
+            f"{', '.join(HELD_OUT)} and the models "
+            f"{', '.join(m for ms in selection.HELD_OUT_MODELS.values() for m in ms)}."
             " The rules and the score are benchmarks/selection.py's.", ""]
     for form, models in selection.FORMS.items():
         tuning_models = selection.TUNING_MODELS[form]

@@ -198,8 +198,8 @@ def _round_3():
     for form in variables:
         space[form] = {}
         for (variant, time), integrand, degree, cap, safeguard in (
-                (vt, i, d, c, g) for vt in variables[form] for i in integrands[form] for d in (1, 2) for c in (1.25, 1.5)
-                for g in (None, "ca", "cs")):
+                (vt, i, d, c, g) for vt in variables[form] for i in integrands[form] for d in (1, 2)
+                for c in (1.25, 1.5) for g in (None, "ca", "cs")):
             for final in range(1, degree + 1):
                 options = dict(variant=variant, degree=degree, integrand=integrand, corrector=True, final_degree=final,
                                max_amplification=cap, lower_order_final=True,

@@ -9,8 +9,8 @@
 
 from .cache import CoefficientCache, default_cache
 from .coefficients import INTEGRANDS, TABLEAUS
-from .options import (RECOMMENDED, RECOMMENDED_CORRECTED, RECOMMENDED_STOCHASTIC, VARIANTS, Options, recommended_options,
-                      resolve)
+from .options import (RECOMMENDED, RECOMMENDED_CORRECTED, RECOMMENDED_STOCHASTIC, VARIANTS, Options,
+                      recommended_options, resolve)
 from .parameterisation import get_parameterisation
 from .plan import get_plan
 from .sampling import (CONFIGURATIONS, default_noise_sampler, sample_deis, sample_deis_auto, sample_deis_corrected,
@@ -18,8 +18,10 @@ from .sampling import (CONFIGURATIONS, default_noise_sampler, sample_deis, sampl
 from .timemaps import DiscreteVPTime, FlowTime, TimeMap, VPLinearTime, default_time_map, model_time_map
 
 __all__ = [
-    "CONFIGURATIONS", "INTEGRANDS", "RECOMMENDED", "RECOMMENDED_CORRECTED", "RECOMMENDED_STOCHASTIC", "TABLEAUS", "VARIANTS",
+    "CONFIGURATIONS", "INTEGRANDS", "RECOMMENDED", "RECOMMENDED_CORRECTED", "RECOMMENDED_STOCHASTIC", "TABLEAUS",
+    "VARIANTS",
     "CoefficientCache", "DiscreteVPTime", "FlowTime", "Options", "TimeMap", "VPLinearTime", "default_cache",
-    "default_noise_sampler", "default_time_map", "get_parameterisation", "model_time_map", "get_plan", "recommended_options",
+    "default_noise_sampler", "default_time_map", "get_parameterisation", "model_time_map", "get_plan",
+    "recommended_options",
     "resolve", "sample_deis", "sample_deis_auto", "sample_deis_corrected", "sample_deis_sde",
 ]

@@ -309,7 +309,8 @@ def ab_nodes(degrees):
 
 
 def am_nodes(degrees):
-    """The correction's nodes of every step: the predictor's and the point it predicted, ``(i + 1, i, ..., i - r_i)``."""
+    """The correction's nodes of every step: the predictor's and the point it predicted,
+    ``(i + 1, i, ..., i - r_i)``."""
     return [tuple(range(i + 1, i - r - 1, -1)) for i, r in enumerate(degrees)]
 
 

@@ -204,8 +204,8 @@ def resolve(variant=None, degree=None, integrand=None, time_map=None, corrector=
                              f"weights); got {cap!r}; set max_amplification to 1.5, say, or leave it out")
         cap = float(cap)
     if eta > 0 and integrand != "data":
-        raise ValueError(f"eta above 0 needs integrand 'data': with fresh noise in every step the predicted noise "
-                         f"and the v-prediction are too rough to extrapolate; set integrand to 'data' (or eta to 0)")
+        raise ValueError("eta above 0 needs integrand 'data': with fresh noise in every step the predicted noise "
+                         "and the v-prediction are too rough to extrapolate; set integrand to 'data' (or eta to 0)")
     if corrector and degree > MAX_CORRECTED_DEGREE:
         raise ValueError(f"degree {degree} with the corrector (a degree-{degree + 1} correction) derails on a learned "
                          f"model; set degree to {MAX_CORRECTED_DEGREE} or less, or corrector to False")

@@ -334,7 +334,8 @@ def runge_kutta_plan(sigmas, options):
         for c, row in zip(tableau.c[1:], tableau.a[1:]):
             sigma_s = float(sigmas[i + 1] if c == 1 else param.sigma_from_rho(rho[i] + c * h))
             alpha_s = float(param.alpha(sigma_s))
-            stages.append(Stage(len(stage_sigmas), slope_coefficients("eps", alpha_s, sigma_s), update(sigma_s, alpha_s, h, row)))
+            stages.append(Stage(len(stage_sigmas), slope_coefficients("eps", alpha_s, sigma_s),
+                                update(sigma_s, alpha_s, h, row)))
             stage_sigmas.append(float(sigma_s))
         steps.append(RungeKuttaStep(slope_coefficients("eps", alpha[i], sigmas[i]), tuple(stages),
                                     update(sigmas[i + 1], alpha[i + 1], h, tableau.b)))

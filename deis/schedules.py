@@ -13,6 +13,7 @@ import numpy as np
 
 from .parameterisation import get_parameterisation
 
+
 def _check(n, sigma_min, sigma_max):
     if int(n) != n or n < 1:
         raise ValueError(f"a schedule needs at least 1 step; got {n}")

@@ -105,7 +105,6 @@ def test_a_second_import_adds_nothing_and_foreign_functions_are_kept(comfy):
 
 
 def test_model_awareness(comfy, models, caplog):
-    samplers = comfy.pack.nodes.samplers
     model_info = comfy.pack.nodes.model_info
     deis = comfy.pack.deis
     eps = models["eps"].get_model_object("model_sampling")

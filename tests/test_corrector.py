@@ -2,11 +2,10 @@
 
 import numpy as np
 import pytest
-import torch
 
 from benchmarks import schedules
-from benchmarks.problems import GaussianMixture, relative_error
-from deis import CoefficientCache, VPLinearTime, get_plan, sample_deis
+from benchmarks.problems import GaussianMixture
+from deis import CoefficientCache, VPLinearTime, get_plan
 from deis import plan as plan_module
 from test_sampling import noise
 

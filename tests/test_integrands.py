@@ -184,7 +184,8 @@ def test_bad_integrand_and_eta_options_are_named(options, message):
 
 def test_integrand_corrector_and_eta_are_part_of_the_cache_key():
     cache = CoefficientCache()
-    options = [dict(variant="tab", degree=2, integrand=i, corrector=c) for i in ("eps", "v", "data") for c in (False, True)]
+    options = [dict(variant="tab", degree=2, integrand=i, corrector=c)
+               for i in ("eps", "v", "data") for c in (False, True)]
     options += [dict(variant="tab", degree=1, integrand="data", eta=e) for e in (0.5, 1.0)]
     plans = [get_plan(schedules.edm(6), cache=cache, **o) for o in options]
     assert len({id(plan) for plan in plans}) == len(options)

@@ -127,7 +127,8 @@ def test_removed_entries_are_mentioned_only_as_removed():
 def test_the_webui_labels_the_same_entries_as_comfyui_in_the_same_order():
     """The WebUI registers the core's configurations (no copy of them); it only gives each a label."""
     module = load_script("deis_webui_story")
-    assert list(module.LABELS) == list(pack().deis.CONFIGURATIONS) == list(pack().nodes.samplers.KSAMPLER_CONFIGURATIONS)
+    entries = list(pack().nodes.samplers.KSAMPLER_CONFIGURATIONS)
+    assert list(module.LABELS) == list(pack().deis.CONFIGURATIONS) == entries
     assert len(set(module.LABELS.values())) == len(module.LABELS)
 
 
