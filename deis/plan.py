@@ -212,7 +212,7 @@ def multistep_plan(sigmas, options):
     def keep_eps_hat(i):  # the eps integrand's history is eps_hat already
         if integrand == "eps" or i not in final_nodes:
             return None
-        return float(1.0 / sigmas[i]), float(alpha[i] / sigmas[i])
+        return slope_coefficients("eps", alpha[i], sigmas[i])
 
     steps = []
     for i in range(last):
