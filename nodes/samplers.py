@@ -250,7 +250,13 @@ def scheduler_options(schedule, kappa, power):
     return dict(schedule=schedule, kappa=float(kappa), power=float(power))
 
 
-def model_schedule(model_sampling, steps, schedule=SCHEDULER_NAME, kappa=2.0, power=7.0):
+def shape_widget(name, step, tooltip):
+    """DEIS Scheduler's input for a shape widget, its default and range from ``SHAPES``."""
+    _, default, (low, high) = SHAPES[name]
+    return ("FLOAT", {"default": default, "min": low, "max": high, "step": step, "tooltip": tooltip})
+
+
+def model_schedule(model_sampling, steps, schedule=SCHEDULER_NAME, kappa=SHAPES["kappa"][1], power=SHAPES["power"][1]):
     """DEIS sigmas for a ComfyUI model_sampling: its own sigma range, its parameterisation and time."""
     parameterisation = parameterisation_of(model_sampling)
     sigma_min, sigma_max = float(model_sampling.sigma_min), float(model_sampling.sigma_max)
@@ -302,12 +308,10 @@ class DEISScheduler:
                 "deis_time_quadratic at kappa 2). log_rho_uniform: uniform in log rho, rho = sigma/alpha "
                 "(KSampler's exponential on SD-style models). rho_polynomial: uniform in rho^(1/power) (Karras et "
                 "al.; KSampler's karras on SD-style models at power 7)."}),
-            "kappa": ("FLOAT", {"default": 2.0, "min": 0.5, "max": 8.0, "step": 0.1, "tooltip":
-                "Shapes deis_time_quadratic only (another value is refused with the other schedules): 2 is "
-                "quadratic in t (the paper's), 1 is uniform in t."}),
-            "power": ("FLOAT", {"default": 7.0, "min": 1.0, "max": 20.0, "step": 0.5, "tooltip":
-                "Shapes rho_polynomial only (another value is refused with the other schedules): 7 is Karras "
-                "et al.'s."}),
+            "kappa": shape_widget("kappa", 0.1, "Shapes deis_time_quadratic only (another value is refused with the "
+                                  "other schedules): 2 is quadratic in t (the paper's), 1 is uniform in t."),
+            "power": shape_widget("power", 0.5, "Shapes rho_polynomial only (another value is refused with the other "
+                                  "schedules): 7 is Karras et al.'s."),
         }}
 
     @classmethod
