@@ -60,13 +60,16 @@ def steps_for(name, nfe):
     return nfe
 
 
-def core_options(options):
-    """A candidate's options for the core: ``time`` becomes tAB's ``time_map`` (absent: the model's own)."""
+def core_config(options):
+    """A candidate's options as the core's ``Config``: ``time`` becomes tAB's ``time_map`` (absent: the model's own).
+    Round 2's safeguards (``corrector_max_amplification``, ``corrector_max_step``) left the core with 0.2.0: the
+    search rejected them (docs/selection.md keeps the record), and their candidates no longer run."""
     pack = comfy_support.import_pack()
     options = dict(options)
     if options.pop("time", "model") == "vp_linear":
         options["time_map"] = pack.deis.VPLinearTime()
-    return options
+    return pack.deis.Config(**{name: value for name, value in options.items() if value is not None
+                               or name in ("max_amplification", "max_step_angle", "corrector_max_angle")})
 
 
 def sampler_for(name, kind):
@@ -76,7 +79,7 @@ def sampler_for(name, kind):
     if name in CANDIDATES or name == selection.BASELINE:
         pack = comfy_support.import_pack()
         options = CANDIDATES.get(name) or BASELINE_OPTIONS[selection.form_of(kind)]
-        return comfy.samplers.KSAMPLER(pack.nodes.samplers.comfy_sampler({}), extra_options=core_options(options))
+        return comfy.samplers.KSAMPLER(pack.nodes.samplers.comfy_sampler(core_config(options)))
     return comfy.samplers.sampler_object(name)
 
 
@@ -293,7 +296,7 @@ def pick_table(rows):
     return "\n".join(lines)
 
 
-def report(results, args, configurations):
+def report(results, args):
     """Measure the pack's entries and the built-ins on every cell, and write comfy_accuracy.md (and the plot)."""
     families = args.families or list(FAMILIES)
     names = list(PACK) + list(BUILTINS)
@@ -484,7 +487,6 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(1)
     comfy_support.import_pack()
-    from comfyui_deis_pack_under_test.nodes.samplers import KSAMPLER_CONFIGURATIONS
 
     results = {}
     for path in args.cache:
@@ -497,7 +499,7 @@ def main():
             save_cache(results, args.cache[0])
         publish("## The selection protocol's search (benchmarks/selection.py)\n" + table, args.out)
         return
-    report(results, args, KSAMPLER_CONFIGURATIONS)
+    report(results, args)
 
 
 if __name__ == "__main__":

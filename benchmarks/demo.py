@@ -24,7 +24,7 @@ from benchmarks.digits import load_data, load_denoiser
 from benchmarks.families import reference_solution
 from benchmarks.pictures import draw, relative_l2
 from benchmarks.quality import frechet_distance
-from deis import sample_deis
+from deis import Config, sample_deis, sample_deis_corrected
 
 NFES = (8, 10, 12)
 SD15_SIGMA_RANGE = (0.0292, 14.6146)
@@ -65,8 +65,8 @@ SETTINGS = {
         schedule=lambda n: K.get_sigmas_karras(n, *SD15_SIGMA_RANGE),
         samplers={
             "DEIS (deis_auto)": lambda m, x, s: sample_deis(m, x, s, disable=True),
-            "DEIS corrected (deis_corrected)": lambda m, x, s: sample_deis(m, x, s, disable=True, corrector=True),
-            "DEIS tAB3 (the paper's)": lambda m, x, s: sample_deis(m, x, s, disable=True, variant="tab", degree=3),
+            "DEIS corrected (deis_corrected)": lambda m, x, s: sample_deis_corrected(m, x, s, disable=True),
+            "DEIS tAB3 (the paper's)": lambda m, x, s: sample_deis(m, x, s, disable=True, config=Config()),
             "DDIM / Euler": lambda m, x, s: K.sample_euler(m, x, s, disable=True),
             "DPM-Solver++(2M)": lambda m, x, s: K.sample_dpmpp_2m(m, x, s, disable=True),
         }),
@@ -75,12 +75,12 @@ SETTINGS = {
         schedule=lambda n: kl_optimal(n, FLOW_SIGMA_MIN, 1.0),
         samplers={
             "DEIS (deis_auto)": lambda m, x, s: sample_deis(m, x, s, disable=True, parameterisation="flow"),
-            "DEIS corrected (deis_corrected)": lambda m, x, s: sample_deis(m, x, s, disable=True,
-                                                                           parameterisation="flow", corrector=True),
+            "DEIS corrected (deis_corrected)": lambda m, x, s: sample_deis_corrected(m, x, s, disable=True,
+                                                                                     parameterisation="flow"),
             "DEIS tAB3 (the paper's)": lambda m, x, s: sample_deis(m, x, s, disable=True, parameterisation="flow",
-                                                                   variant="tab", degree=3),
-            "DDIM / Euler": lambda m, x, s: sample_deis(m, x, s, disable=True, parameterisation="flow", variant="tab",
-                                                        degree=0),
+                                                                   config=Config()),
+            "DDIM / Euler": lambda m, x, s: sample_deis(m, x, s, disable=True, parameterisation="flow",
+                                                        config=Config(degree=0)),
             "DPM-Solver++(2M)": lambda m, x, s: dpmpp_2m_flow(m, x, s),
         }),
 }

@@ -17,16 +17,17 @@ import sys
 import torch
 
 from benchmarks import schedules
-from deis import sample_deis
+from deis import Config, sample_deis, sample_deis_rk
 
-#: The dropdown entries (deis_auto in both forms, deis_sde), the paper's tAB3 and rhoRK.
+#: The dropdown entries in both forms, the paper's tAB3 and rhoRK (``sample_deis_rk`` with a tableau).
 CONFIGS = {
     "deis_auto, SD-style": dict(),
     "deis_auto, flow form": dict(parameterisation="flow"),
-    "deis_sde": dict(variant="tab", degree=1, integrand="data", eta=1.0, time_map=schedules.SD15,
-                     extra_args={"seed": 0}),
-    "tAB3 (SD1.5 table)": dict(variant="tab", degree=3, time_map=schedules.SD15),
-    "rhoRK rk4": dict(variant="rhork", tableau="rk4"),
+    "deis_corrected, SD-style": dict(config="deis_corrected"),
+    "deis_corrected, flow form": dict(config="deis_corrected", parameterisation="flow"),
+    "deis_sde": dict(config="deis_sde", model_time_map=schedules.SD15, extra_args={"seed": 0}),
+    "tAB3 (SD1.5 table)": dict(config=Config(time_map=schedules.SD15)),
+    "rhoRK rk4": dict(tableau="rk4"),
 }
 
 
@@ -43,7 +44,8 @@ def check_no_sync(device):
         try:
             options = dict(options)
             extra_args = options.pop("extra_args", None)
-            sample_deis(model, x, sigmas, disable=True, callback=lambda d: None, extra_args=extra_args, **options)
+            sampler = sample_deis_rk if "tableau" in options else sample_deis
+            sampler(model, x, sigmas, disable=True, callback=lambda d: None, extra_args=extra_args, **options)
             status = "ok"
         except RuntimeError as error:
             status = f"SYNCHRONISES: {error}"
@@ -63,8 +65,7 @@ def step_overhead(device, shape, dtype, steps=30, repeats=15):
     runs = {
         "euler": lambda: K.sample_euler(model, x, sigmas, disable=True),
         "deis_auto": lambda: sample_deis(model, x, sigmas, disable=True),
-        "deis tAB3": lambda: sample_deis(model, x, sigmas, disable=True, variant="tab", degree=3,
-                                         time_map=schedules.SD15),
+        "deis tAB3": lambda: sample_deis(model, x, sigmas, disable=True, config=Config(time_map=schedules.SD15)),
     }
     for run in runs.values():
         run()

@@ -23,24 +23,41 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from benchmarks import schedules
 from benchmarks.report import publish
-from deis import CoefficientCache, VPLinearTime, get_plan, sample_deis
-from deis.options import resolve
-from deis.plan import compute_plan, host_sigmas
+from deis import (CoefficientCache, Config, VPLinearTime, get_plan, get_runge_kutta_plan, named_config, sample_deis,
+                  sample_deis_rk)
+from deis.parameterisation import get_parameterisation
+from deis.plan import host_sigmas, multistep_plan, runge_kutta_plan, tab_time
 
-#: name: (options, schedule). The dropdown entries first: deis_auto and deis_corrected in each form, deis_sde.
+#: name: (configuration or rhoRK's tableau, form, schedule). The dropdown entries first: deis_auto and deis_corrected
+#: in each form, deis_sde.
 COLD_CONFIGS = {
-    "deis_auto, SD-style (tAB2 eps, VP time)": (dict(), schedules.sd15_karras),
-    "deis_auto, flow (tAB2 v, flow time, capped)": (dict(parameterisation="flow"), schedules.flow_shift),
-    "deis_corrected, SD-style (tAB1 data, corrected)": (dict(corrector=True), schedules.sd15_karras),
-    "deis_corrected, flow (tAB2 v, corrected)": (dict(parameterisation="flow", corrector=True),
+    "deis_auto, SD-style (tAB2 eps, VP time)": (named_config("deis_auto", "ve"), "ve", schedules.sd15_karras),
+    "deis_auto, flow (tAB2 v, flow time, capped)": (named_config("deis_auto", "flow"), "flow", schedules.flow_shift),
+    "deis_corrected, SD-style (tAB1 data, corrected)": (named_config("deis_corrected", "ve"), "ve",
+                                                        schedules.sd15_karras),
+    "deis_corrected, flow (tAB2 v, corrected)": (named_config("deis_corrected", "flow"), "flow",
                                                  schedules.flow_shift),
-    "deis_sde (tAB1 data, SD1.5 table, eta 1)": (dict(variant="tab", degree=1, integrand="data", eta=1.0,
-                                                      time_map=schedules.SD15), schedules.sd15_karras),
-    "tAB3, the paper's (SD1.5 table)": (dict(variant="tab", degree=3, time_map=schedules.SD15), schedules.sd15_karras),
-    "tAB3 (VP-linear)": (dict(variant="tab", degree=3, time_map=VPLinearTime()), schedules.sd15_karras),
-    "iPNDM": (dict(variant="ipndm", degree=3), schedules.sd15_karras),
-    "rhoRK (kutta3)": (dict(variant="rhork", tableau="kutta3"), schedules.sd15_karras),
+    "deis_sde (tAB1 data, SD1.5 table, eta 1)": (named_config("deis_sde", "ve").replace(time_map=schedules.SD15), "ve",
+                                                 schedules.sd15_karras),
+    "tAB3, the paper's (SD1.5 table)": (Config(time_map=schedules.SD15), "ve", schedules.sd15_karras),
+    "tAB3 (VP-linear)": (Config(time_map=VPLinearTime()), "ve", schedules.sd15_karras),
+    "iPNDM": (Config(variant="ipndm"), "ve", schedules.sd15_karras),
+    "rhoRK (kutta3)": ("kutta3", "ve", schedules.sd15_karras),
 }
+
+
+def cold_plan(config, form, sigmas):
+    """A plan computed from scratch, without the cache."""
+    param = get_parameterisation(form)
+    if isinstance(config, str):
+        return runge_kutta_plan(host_sigmas(sigmas), config, param)
+    return multistep_plan(host_sigmas(sigmas), config.replace(time_map=tab_time(config, param)), param)
+
+
+def cached_plan(config, form, sigmas, cache):
+    if isinstance(config, str):
+        return get_runge_kutta_plan(sigmas, config, form, cache)
+    return get_plan(sigmas, config, form, cache=cache)
 
 
 def median_time(fn, repeats):
@@ -82,14 +99,13 @@ def comfy_samplers():
 
 def coefficient_times(steps, repeats):
     rows = []
-    for name, (options, schedule) in COLD_CONFIGS.items():
+    for name, (config, form, schedule) in COLD_CONFIGS.items():
         sigmas = schedule(steps)
-        resolved = resolve(**options)
-        cold = median_time(lambda: compute_plan(host_sigmas(sigmas), resolved), repeats)
+        cold = median_time(lambda: cold_plan(config, form, sigmas), repeats)
         cache = CoefficientCache()
-        get_plan(torch.tensor(sigmas), cache=cache, **options)
         tensor_sigmas = torch.tensor(sigmas, dtype=torch.float32)
-        warm = median_time(lambda: get_plan(tensor_sigmas, cache=cache, **options), repeats * 10)
+        cached_plan(config, form, tensor_sigmas, cache)
+        warm = median_time(lambda: cached_plan(config, form, tensor_sigmas, cache), repeats * 10)
         rows.append((name, cold, warm))
     comfy = comfy_deis_coefficients()
     if comfy is not None:
@@ -128,12 +144,11 @@ def step_overheads(steps, repeats):
         "k-diffusion euler": lambda: K.sample_euler(model, x, sigmas, disable=True),
         "k-diffusion lms": lambda: K.sample_lms(model, x, sigmas, disable=True),
         "deis_auto (tAB2 eps, VP time)": lambda: sample_deis(model, x, sigmas, disable=True),
-        "deis_corrected (tAB1 data, corrected)": lambda: sample_deis(model, x, sigmas, disable=True, corrector=True),
+        "deis_corrected (tAB1 data, corrected)": lambda: sample_deis(model, x, sigmas, disable=True,
+                                                                     config="deis_corrected"),
         "deis_sde (tAB1 data, eta 1; draws noise)": lambda: sample_deis(
-            model, x, sigmas, disable=True, variant="tab", degree=1, integrand="data", eta=1.0,
-            time_map=schedules.SD15, extra_args={"seed": 0}),
-        "deis tAB3": lambda: sample_deis(model, x, sigmas, disable=True, variant="tab", degree=3,
-                                         time_map=schedules.SD15),
+            model, x, sigmas, disable=True, config="deis_sde", model_time_map=schedules.SD15, extra_args={"seed": 0}),
+        "deis tAB3": lambda: sample_deis(model, x, sigmas, disable=True, config=Config(time_map=schedules.SD15)),
     }
     comfy = comfy_samplers()
     if comfy is not None:
@@ -192,10 +207,10 @@ def peak_memory(steps):
         "k-diffusion euler": lambda: K.sample_euler(model, x, sigmas, disable=True),
         "k-diffusion lms": lambda: K.sample_lms(model, x, sigmas, disable=True),
         "deis_auto (tAB2 eps, VP time)": lambda: sample_deis(model, x, sigmas, disable=True),
-        "deis_corrected (tAB1 data, corrected)": lambda: sample_deis(model, x, sigmas, disable=True, corrector=True),
-        "deis tAB3": lambda: sample_deis(model, x, sigmas, disable=True, variant="tab", degree=3,
-                                         time_map=schedules.SD15),
-        "deis rhoRK rk4": lambda: sample_deis(model, x, sigmas, disable=True, variant="rhork", tableau="rk4"),
+        "deis_corrected (tAB1 data, corrected)": lambda: sample_deis(model, x, sigmas, disable=True,
+                                                                     config="deis_corrected"),
+        "deis tAB3": lambda: sample_deis(model, x, sigmas, disable=True, config=Config(time_map=schedules.SD15)),
+        "deis rhoRK rk4": lambda: sample_deis_rk(model, x, sigmas, disable=True, tableau="rk4"),
     }
     peaks = {}
     for name, run in runs.items():
@@ -205,7 +220,7 @@ def peak_memory(steps):
         del out
         peaks[name] = counter.peak
     tracemalloc.start()
-    get_plan(sigmas, cache=CoefficientCache(), variant="tab", degree=3, time_map=schedules.SD15)
+    get_plan(sigmas, Config(time_map=schedules.SD15), cache=CoefficientCache())
     _, plan_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     return peaks, plan_peak, x.numel() * x.element_size()

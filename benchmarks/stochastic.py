@@ -58,10 +58,8 @@ SAMPLERS = {
 }
 #: The corrected stochastic candidates (Sampler DEIS (advanced) options).
 CANDIDATES = {
-    "tAB1 data, corrected (eta 1)": dict(variant="tab", degree=1, integrand="data", corrector=True, final_degree=0,
-                                         eta=1.0),
-    "tAB2 data, corrected (eta 1)": dict(variant="tab", degree=2, integrand="data", corrector=True, final_degree=0,
-                                         eta=1.0),
+    "tAB1 data, corrected (eta 1)": dict(degree=1, integrand="data", corrector=True, final_degree=0, eta=1.0),
+    "tAB2 data, corrected (eta 1)": dict(degree=2, integrand="data", corrector=True, final_degree=0, eta=1.0),
 }
 SAMPLERS.update({label: (None, options) for label, options in CANDIDATES.items()})
 SAMPLES = 2000
@@ -74,9 +72,9 @@ MEAN, STD = 0.7, 0.5
 def sampler_object(name, options):
     import comfy.samplers
 
-    if name is None:  # a candidate: the pack's sampler with these options
-        return comfy.samplers.KSAMPLER(comfy_support.import_pack().nodes.samplers.comfy_sampler({}),
-                                       extra_options=options)
+    if name is None:  # a candidate: the pack's sampler on the configuration with these options
+        pack = comfy_support.import_pack()
+        return comfy.samplers.KSAMPLER(pack.nodes.samplers.comfy_sampler(pack.deis.Config(**options)))
     return comfy.samplers.ksampler(name, options) if options else comfy.samplers.sampler_object(name)
 
 

@@ -1,27 +1,26 @@
 """DEIS core: pure torch + numpy, usable from any k-diffusion-style code.
 
-    from deis import sample_deis
-    x = sample_deis(denoiser, noise * sigmas[0], sigmas)  # the recommended configuration (VE form)
-    x = sample_deis(denoiser, noise, sigmas, parameterisation="flow")  # ... for a flow model
-    x = sample_deis(denoiser, noise * sigmas[0], sigmas, variant="tab", degree=3)  # the paper's tAB3
-    x = sample_deis(denoiser, noise * sigmas[0], sigmas, eta=1.0)  # stochastic: deis_sde
+    from deis import Config, sample_deis, sample_deis_corrected
+    x = sample_deis(denoiser, noise * sigmas[0], sigmas)  # deis_auto, SD-style (VE form)
+    x = sample_deis_corrected(denoiser, noise, sigmas, parameterisation="flow")  # deis_corrected, a flow model
+    x = sample_deis(denoiser, noise * sigmas[0], sigmas, corrector=True)  # deis_auto with the corrector
+    x = sample_deis(denoiser, noise * sigmas[0], sigmas, config=Config())  # the paper's tAB3
+    x = sample_deis_sde(denoiser, noise * sigmas[0], sigmas, eta=0.5)  # stochastic
 """
 
 from .cache import CoefficientCache, default_cache
 from .coefficients import INTEGRANDS, TABLEAUS
-from .options import (RECOMMENDED, RECOMMENDED_CORRECTED, RECOMMENDED_STOCHASTIC, VARIANTS, Options,
-                      recommended_options, resolve)
+from .config import CONFIGURATIONS, ENTRIES, OPTIONS, Config, ConfigError, configure, named_config
 from .parameterisation import get_parameterisation
-from .plan import get_plan
-from .sampling import (CONFIGURATIONS, default_noise_sampler, sample_deis, sample_deis_auto, sample_deis_corrected,
-                       sample_deis_sde)
+from .plan import get_plan, get_runge_kutta_plan
+from .sampling import (SAMPLERS, default_noise_sampler, sample_deis, sample_deis_auto, sample_deis_corrected,
+                       sample_deis_rk, sample_deis_sde)
 from .timemaps import DiscreteVPTime, FlowTime, TimeMap, VPLinearTime, default_time_map, model_time_map
 
 __all__ = [
-    "CONFIGURATIONS", "INTEGRANDS", "RECOMMENDED", "RECOMMENDED_CORRECTED", "RECOMMENDED_STOCHASTIC", "TABLEAUS",
-    "VARIANTS",
-    "CoefficientCache", "DiscreteVPTime", "FlowTime", "Options", "TimeMap", "VPLinearTime", "default_cache",
-    "default_noise_sampler", "default_time_map", "get_parameterisation", "model_time_map", "get_plan",
-    "recommended_options",
-    "resolve", "sample_deis", "sample_deis_auto", "sample_deis_corrected", "sample_deis_sde",
+    "CONFIGURATIONS", "ENTRIES", "INTEGRANDS", "OPTIONS", "SAMPLERS", "TABLEAUS",
+    "CoefficientCache", "Config", "ConfigError", "DiscreteVPTime", "FlowTime", "TimeMap", "VPLinearTime",
+    "configure", "default_cache", "default_noise_sampler", "default_time_map", "get_parameterisation", "get_plan",
+    "get_runge_kutta_plan", "model_time_map", "named_config", "sample_deis", "sample_deis_auto",
+    "sample_deis_corrected", "sample_deis_rk", "sample_deis_sde",
 ]

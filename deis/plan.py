@@ -1,6 +1,11 @@
 """The plan: every coefficient the sampler loop applies, computed once per schedule on the host.
 
-A plan is computed once per (exact float64 sigmas, checked options) and shared through the
+Each step is DEIS's exponential integrator (Zhang & Chen, arXiv 2204.13902: the probability-flow ODE's exact
+solution with its linear part integrated, the noise term extrapolated by tAB-DEIS's polynomial), in the state of
+the chosen integrand (DPM-Solver++'s data-prediction form for ``data``, arXiv 2211.01095), corrected by UniPC's
+UniC (arXiv 2302.04867) where the configuration asks; docs/math.md derives each.
+
+A plan is computed once per (exact float64 sigmas, configuration, form) and shared through the
 cache. Every number in it is a Python float, so the loop applies it to tensors of any dtype and
 device without a host-device synchronisation.
 
@@ -28,6 +33,11 @@ last correction scaled by ``cos(phi)`` (``carried_into_zero``): a degree-0 step 
 ``x = D + cos(phi) (x_corrected - x_predicted) / alpha``, DDIM that keeps the last correction as far
 as the flow to sigma = 0 does. With the v or data integrand the loop keeps the few ``eps_hat`` it
 needs for it.
+
+Any schedule: a sigma repeated exactly is a step of length 0, dropped before the plan
+(``distinct_sigmas``). A sigma nearly repeated is kept and sampled, but left out of every polynomial
+whose other nodes it nearly coincides with (``coefficients.step_nodes``): its weight there is 0 and
+the polynomial reaches one node further back, so no weight grows like the inverse of the gap.
 """
 
 from collections import namedtuple
@@ -35,9 +45,11 @@ from collections import namedtuple
 import numpy as np
 
 from .cache import default_cache
-from .coefficients import (AM_AMPLIFICATION, FEW_STEPS, FINAL_STEP_MAX_RHO, RHO, ROUND_OFF, TABLEAUS, ab_nodes,
-                           amplification, capped_degrees, lagrange_integrals, multistep_weights, nodes_of, variable_of)
-from .options import resolve
+from .coefficients import (FEW_STEPS, FINAL_STEP_MAX_RHO, RHO, TABLEAUS, capped_degrees, lagrange_integrals,
+                           multistep_weights, nodes_of, step_nodes, variable_of)
+from .config import Config, ConfigError
+from .parameterisation import get_parameterisation
+from .timemaps import default_time_map
 
 Update = namedtuple("Update", "x_scale d_scale weights")
 #: One multistep step. ``correction``: the weights of the previous step's correction, applied at this step's
@@ -45,9 +57,11 @@ Update = namedtuple("Update", "x_scale d_scale weights")
 #: ``eps_hat`` (the step into sigma = 0); ``keep_eps_hat``: ``(1 / sigma, alpha / sigma)`` where the step
 #: into sigma = 0 needs this point's ``eps_hat``, else None.
 Step = namedtuple("Step", "slope correction update noise on_eps_hat keep_eps_hat")
+#: A multistep plan: its steps, how many slopes the loop keeps, and the configuration it was made for.
+Plan = namedtuple("Plan", "steps history config")
 Stage = namedtuple("Stage", "sigma_index slope update")
 RungeKuttaStep = namedtuple("RungeKuttaStep", "slope stages update")
-Plan = namedtuple("Plan", "family integrand steps history stage_sigmas options")
+RungeKuttaPlan = namedtuple("RungeKuttaPlan", "steps stage_sigmas tableau")
 
 
 def host_sigmas(sigmas):
@@ -86,19 +100,26 @@ def distinct_sigmas(sigmas):
     return np.append(True, ~repeated)
 
 
-def get_plan(sigmas, cache=None, **options):
-    """The cached plan for a schedule and sampler options (see ``deis.options.resolve``)."""
-    options = resolve(**options)
+def tab_time(config, parameterisation, model_time_map=None):
+    """tAB's time: the configuration's, else the model's own where the host knows it, else the default."""
+    if config.variant != "tab":
+        return None
+    if config.time_map is not None:
+        return config.time_map
+    return default_time_map(parameterisation.name) if model_time_map is None else model_time_map
+
+
+def get_plan(sigmas, config, parameterisation="ve", model_time_map=None, cache=None):
+    """The cached plan for a schedule, a ``deis.Config``, the model's form and (tAB) its own time."""
+    if not isinstance(config, Config):
+        raise ConfigError([f"config must be a deis.Config; got {config!r}"])
+    param = get_parameterisation(parameterisation)
     sigmas = host_sigmas(sigmas)
-    options.parameterisation.check_sigmas(sigmas)
+    param.check_sigmas(sigmas)
+    config = config.replace(time_map=tab_time(config, param, model_time_map))
     cache = default_cache if cache is None else cache
-    return cache.get((options.key(), sigmas.tobytes()), lambda: compute_plan(sigmas, options))
-
-
-def compute_plan(sigmas, options):
-    if options.variant == "rhork":
-        return runge_kutta_plan(sigmas, options)
-    return multistep_plan(sigmas, options)
+    return cache.get(("multistep", config, param.name, sigmas.tobytes()),
+                     lambda: multistep_plan(sigmas, config, param))
 
 
 # --------------------------------------------------------------------------- the integrands in x
@@ -125,27 +146,27 @@ def slope_coefficients(integrand, alpha, sigma):
     return None
 
 
-def step_degrees(at_nodes, rho, options, into_zero):
+def step_degrees(at_nodes, rho, config, into_zero):
     """Polynomial degree of each step: the warm start, nodes a polynomial cannot take, and the last steps.
 
     Early steps use the history they have; a node where the variable is infinite (rho = inf at the flow
     start, for every variable but a flow time) is left out. The step into sigma = 0 is of degree
-    ``final_degree`` at most (no more than the plan's degree, nor the finite nodes in rho), and DDIM where it
-    starts above ``FINAL_STEP_MAX_RHO``. With ``lower_order_final`` and fewer than ``FEW_STEPS`` steps, the
-    step before it is at most degree 1, as in diffusers. With ``max_step_angle``, a step before it that spans
-    more than that angle (``step_angles``) is of degree 0.
+    ``final_degree`` at most (nor more than the finite nodes in rho), and DDIM where it starts above
+    ``FINAL_STEP_MAX_RHO``. With ``lower_order_final`` and fewer than ``FEW_STEPS`` steps, the step before it is
+    at most degree 1, as in diffusers. With ``max_step_angle``, a step before it that spans more than that angle
+    (``step_angles``) is of degree 0.
     """
     n_steps = len(at_nodes) - 1
     first_usable = 0 if np.isfinite(at_nodes[0]) else 1
-    degrees = np.minimum(options.degree, np.maximum(np.arange(n_steps) - first_usable, 0))
+    degrees = np.minimum(config.degree, np.maximum(np.arange(n_steps) - first_usable, 0))
     if into_zero:
         usable_in_rho = int(np.isfinite(rho[:-1]).sum()) - 1
-        final = min(options.degree, options.final_degree, usable_in_rho)
+        final = min(config.final_degree, usable_in_rho)
         degrees[-1] = final if rho[-2] <= FINAL_STEP_MAX_RHO else 0
-        if options.lower_order_final and 2 <= n_steps < FEW_STEPS:
+        if config.lower_order_final and 2 <= n_steps < FEW_STEPS:
             degrees[-2] = min(degrees[-2], 1)
-    if options.max_step_angle is not None:
-        wide = np.flatnonzero(step_angles(rho) > options.max_step_angle)
+    if config.max_step_angle is not None:
+        wide = np.flatnonzero(step_angles(rho) > config.max_step_angle)
         degrees[wide[wide < n_steps - into_zero]] = 0
     return degrees
 
@@ -157,31 +178,48 @@ def step_angles(rho):
     return np.arctan(rho[:-1]) - np.arctan(rho[1:])
 
 
-def multistep_plan(sigmas, options):
-    param, integrand, eta = options.parameterisation, options.integrand, options.eta
+def on_history(newest, nodes, weights):
+    """Weights on schedule indices ``nodes`` as weights on the loop's history, newest first from ``newest``: a node
+    left out (``coefficients.step_nodes``) has weight 0."""
+    out = np.zeros(newest - nodes[-1] + 1)
+    out[newest - np.asarray(nodes)] = weights
+    return out
+
+
+def multistep_plan(sigmas, config, param):
+    """The plan of a multistep configuration: the predictor of each step (DEIS's exponential integrator, docs/math.md
+    section 2), its correction (section 3) and the step into sigma = 0 (section 4)."""
+    integrand, eta = config.integrand, config.eta
     power = 1.0 + eta  # the data integrand's measure: d(rho^-1) for the ODE, the SDE's own d(rho^-(1 + eta))
     rho, alpha = param.rho(sigmas), param.alpha(sigmas)
-    variable = variable_of(options.variant, options.time_map)
+    variable = variable_of(config.variant, config.time_map)
     at_nodes = nodes_of(variable, rho)  # the interpolation variable at each sigma
     n = len(sigmas) - 1
     into_zero = sigmas[-1] == 0
-    last = n - 1 if into_zero else n  # the steps in the integrand; the step into 0 follows eps_hat
+    last = n - 1 if into_zero else n  # the steps in the integrand; the step into 0 follows eps_hat in rho
+    usable = np.isfinite(at_nodes)
+
+    def predictor_nodes(degrees, i):
+        if i == last:  # into sigma = 0: a polynomial in rho
+            return step_nodes(rho, np.isfinite(rho), i, i, int(degrees[i]) + 1)
+        return step_nodes(at_nodes, usable, i, i, int(degrees[i]) + 1)
 
     def predictor_weights(degrees, steps=None):
         steps = range(len(degrees)) if steps is None else steps
         inside = [i for i in steps if i < last]
-        nodes = ab_nodes(degrees)
-        weights = multistep_weights(options.variant, rho, [nodes[i] for i in inside], options.time_map, integrand,
-                                    power, steps=inside) if inside else []
+        weights = multistep_weights(config.variant, rho, [predictor_nodes(degrees, i) for i in inside],
+                                    config.time_map, integrand, power, steps=inside) if inside else []
         if into_zero and last in steps:
-            weights.append(final_weights(rho, degrees[-1]))
+            weights.append(final_weights(rho, predictor_nodes(degrees, last)))
         return weights
 
-    degrees = step_degrees(at_nodes, rho, options, into_zero)
-    if options.max_amplification:
-        degrees, C = capped_degrees(degrees, predictor_weights, options.max_amplification)
+    degrees = step_degrees(at_nodes, rho, config, into_zero)
+    if config.max_amplification:
+        degrees, C = capped_degrees(degrees, predictor_weights, config.max_amplification)
     else:
         C = predictor_weights(degrees)
+    nodes = [predictor_nodes(degrees, i) for i in range(n)]
+    C = [on_history(i, nodes[i], c) if np.all(np.isfinite(c)) else c for i, c in enumerate(C)]
 
     scale = state_scale(integrand, alpha, sigmas)
     updates, noise = [], np.zeros(n)
@@ -196,21 +234,22 @@ def multistep_plan(sigmas, options):
             updates.append(Update(float(scale[i + 1] / scale[i]), 0.0, tuple((scale[i + 1] * C[i]).tolist())))
 
     corrections = [None] * (n + 1)  # the correction of step i is applied at step i + 1
-    correction_degrees = corrector_degrees(options, integrand, at_nodes, rho, degrees, last, power)
-    corrected = [i for i, c in enumerate(correction_degrees) if c]
-    correction_weights = multistep_weights(
-        options.variant, rho, [tuple(range(i + 1, i - correction_degrees[i], -1)) for i in corrected],
-        options.time_map, integrand, power, steps=corrected) if corrected else []
+    correction_nodes = corrector_nodes(config, integrand, at_nodes, usable, rho, degrees, last)
+    corrected = [i for i, c in enumerate(correction_nodes) if c]
+    correction_weights = multistep_weights(config.variant, rho, [correction_nodes[i] for i in corrected],
+                                           config.time_map, integrand, power, steps=corrected) if corrected else []
     for i, k in zip(corrected, correction_weights):
+        # Both the correction and the predictor start from x_i: the correction moves x by their difference.
+        k = on_history(i + 1, correction_nodes[i], k)
         difference = np.zeros(max(len(k), len(C[i]) + 1))
         difference[:len(k)] += k
         difference[1:len(C[i]) + 1] -= C[i]
         corrections[i + 1] = tuple((correction_scale(integrand, alpha, sigmas, rho, i, eta) * difference).tolist())
 
-    final_nodes = range(n - 1 - degrees[-1], n) if into_zero else range(0)
+    final_history = len(C[-1]) if into_zero else 0
 
     def keep_eps_hat(i):  # the eps integrand's history is eps_hat already
-        if integrand == "eps" or i not in final_nodes:
+        if integrand == "eps" or i < n - final_history:
             return None
         return slope_coefficients("eps", alpha[i], sigmas[i])
 
@@ -226,36 +265,25 @@ def multistep_plan(sigmas, options):
         steps.append(Step(slope_coefficients(integrand, alpha[n - 1], sigmas[n - 1]),
                           carried_into_zero(corrections[n - 1], alpha[n - 1], sigmas[n - 1]), update, 0.0,
                           integrand != "eps", keep_eps_hat(n - 1)))
-    history = int(max(degrees.max() + 1, max(correction_degrees, default=0) + 1))
-    return Plan("multistep", integrand, tuple(steps), history, (), options)
+    history = max([len(c) for c in C] + [len(c) for c in corrections if c])
+    return Plan(tuple(steps), int(history), config)
 
 
-def corrector_degrees(options, integrand, at_nodes, rho, degrees, last, power):
-    """The degree of each step's correction (0: none): the predictor's plus one where the correction is defined;
-    with ``corrector_max_step`` none on steps longer than that in log rho, with ``corrector_max_angle`` (or
-    ``max_step_angle``) none on steps that span more than that angle; with ``corrector_max_amplification``
-    lowered until its weights amplify an error at most that many times as much as the constant-step
-    Adams-Moulton formula of its degree (none where even degree 1 does)."""
-    result = [0] * last
-    if not options.corrector:
+def corrector_nodes(config, integrand, at_nodes, usable, rho, degrees, last):
+    """The nodes of each step's correction (empty: none): the point the step predicted and the predictor's nodes,
+    one degree higher (``coefficients.step_nodes`` from ``i + 1``); none with the corrector off, where a node is not
+    finite, or (``corrector_max_angle``, ``max_step_angle``) on steps that span more than that angle."""
+    result = [()] * last
+    if not config.corrector:
         return result
     angles = step_angles(rho)
     for i in range(last):
-        if not corrector_defined(integrand, at_nodes, rho, i, degrees[i]):
+        if not (usable[i] and usable[i + 1]) or (integrand == "eps" and np.isinf(rho[i])):
+            continue  # the eps integrand has no integral from rho = inf
+        if any(limit is not None and angles[i] > limit for limit in (config.corrector_max_angle,
+                                                                     config.max_step_angle)):
             continue
-        if options.corrector_max_step is not None and not np.log(rho[i] / rho[i + 1]) <= options.corrector_max_step:
-            continue
-        if any(limit is not None and angles[i] > limit for limit in (options.corrector_max_angle,
-                                                                     options.max_step_angle)):
-            continue
-        c = int(degrees[i]) + 1
-        while c and options.corrector_max_amplification is not None:
-            (k,) = multistep_weights(options.variant, rho, [tuple(range(i + 1, i - c, -1))], options.time_map,
-                                     integrand, power, steps=[i])
-            if amplification(k) <= options.corrector_max_amplification * AM_AMPLIFICATION[c] * ROUND_OFF:
-                break
-            c -= 1
-        result[i] = c
+        result[i] = step_nodes(at_nodes, usable, i + 1, i, int(degrees[i]) + 2)
     return result
 
 
@@ -270,20 +298,12 @@ def carried_into_zero(correction, alpha, sigma):
     return tuple((alpha / np.hypot(alpha, sigma) * np.asarray(correction)).tolist())
 
 
-def final_weights(rho, degree):
-    """The step into sigma = 0 on eps_hat: a polynomial in rho through the last ``degree + 1`` nodes."""
+def final_weights(rho, nodes):
+    """The step into sigma = 0 on eps_hat: a polynomial in rho through ``nodes`` (DDIM from rho = inf)."""
     n = len(rho) - 1
     if np.isinf(rho[n - 1]):
         return np.array([np.inf])
-    nodes = tuple(range(n - 1, n - 2 - degree, -1))
     return lagrange_integrals(RHO, rho, [n - 1], [nodes], "eps")[0]
-
-
-def corrector_defined(integrand, at_nodes, rho, i, degree):
-    """A step can be corrected where every node of the correction is finite in the variable, and (eps) its
-    integral is: the eps integrand has none from rho = inf."""
-    nodes = at_nodes[i - degree:i + 2]  # the correction's: i + 1 and the predictor's i, ..., i - degree
-    return bool(np.all(np.isfinite(nodes))) and not (integrand == "eps" and np.isinf(rho[i]))
 
 
 def correction_scale(integrand, alpha, sigmas, rho, i, eta):
@@ -309,14 +329,26 @@ def sde_update(sigmas, alpha, rho, i, C, eta):
 
 # --------------------------------------------------------------------------- Runge-Kutta
 
-def runge_kutta_plan(sigmas, options):
+def get_runge_kutta_plan(sigmas, tableau="kutta3", parameterisation="ve", cache=None):
+    """The cached rhoRK plan for a schedule, a tableau (``deis.TABLEAUS``) and the model's form."""
+    if tableau not in TABLEAUS:
+        raise ConfigError([f"unknown Runge-Kutta tableau {tableau!r}; set tableau to one of {', '.join(TABLEAUS)}"])
+    param = get_parameterisation(parameterisation)
+    sigmas = host_sigmas(sigmas)
+    param.check_sigmas(sigmas)
+    cache = default_cache if cache is None else cache
+    return cache.get(("runge_kutta", tableau, param.name, sigmas.tobytes()),
+                     lambda: runge_kutta_plan(sigmas, tableau, param))
+
+
+def runge_kutta_plan(sigmas, tableau, param):
     """Classical RK in rho on ``d xh / d rho = eps_hat``; a stage at ``rho_s`` runs the model at ``sigma(rho_s)``.
 
     The flow start (rho = inf) and the step into sigma = 0 are DDIM steps: RK cannot start
     from an infinite rho, and a stage at sigma = 0 has no eps_hat. Every update is in the
     data form ``x' = alpha' D + sum_k w_k eps_hat_k``.
     """
-    param, tableau = options.parameterisation, TABLEAUS[options.tableau]
+    tableau = TABLEAUS[tableau]
     rho, alpha = param.rho(sigmas), param.alpha(sigmas)
     stage_sigmas, steps = [], []
 
@@ -339,4 +371,4 @@ def runge_kutta_plan(sigmas, options):
             stage_sigmas.append(float(sigma_s))
         steps.append(RungeKuttaStep(slope_coefficients("eps", alpha[i], sigmas[i]), tuple(stages),
                                     update(sigmas[i + 1], alpha[i + 1], h, tableau.b)))
-    return Plan("runge_kutta", "eps", tuple(steps), tableau.stages, tuple(stage_sigmas), options)
+    return RungeKuttaPlan(tuple(steps), tuple(stage_sigmas), tableau.name)

@@ -7,10 +7,8 @@ does not depend on the parameterisation, so every map here is a map between ``t`
 ``t = sigma = rho / (1 + rho)``.
 
 The coefficient integrals are done in ``l = log rho``. Each map therefore gives ``t(l)``
-(vectorised, float64), the places in ``l`` where ``t`` is not smooth (``knots``), and
-whether ``t`` is analytic in ``rho`` down to ``rho = 0`` (``finite_at_zero``). Where it is
-not (a sigma table, whose time runs to -inf below its smallest sigma), the step into
-sigma = 0 interpolates in rho instead, as log-rho AB does.
+(vectorised, float64) and the places in ``l`` where ``t`` is not smooth (``knots``). The step
+into sigma = 0 is always taken in rho (deis.plan), so no map needs a time at rho = 0.
 """
 
 import hashlib
@@ -25,7 +23,6 @@ class TimeMap:
     #: Cache key; two maps with the same key give the same coefficients.
     key = ()
     knots = np.empty(0)
-    finite_at_zero = True
 
     def t_of_logrho(self, log_rho):
         raise NotImplementedError
@@ -101,8 +98,6 @@ class DiscreteVPTime(TimeMap):
     schedules reaching past the table (an EDM schedule on SD, the step into sigma = 0) still
     have a time.
     """
-
-    finite_at_zero = False
 
     def __init__(self, sigmas):
         table = np.asarray(sigmas, dtype=np.float64).reshape(-1)

@@ -1,5 +1,6 @@
 """ComfyUI adapters over the DEIS core: nodes, model awareness and registration."""
 
+from . import help  # noqa: F401  (the help pages' inputs, tests/help_pages.py)
 from .samplers import DEISScheduler, SamplerDEIS, SamplerDEISAdvanced
 
 NODE_CLASS_MAPPINGS = {

@@ -65,9 +65,16 @@ def time_map_of(model_sampling, parameterisation):
 
 
 def model_options(model):
-    """``parameterisation`` and ``model_time_map`` for the core, from the denoiser ComfyUI hands a sampler."""
+    """``parameterisation`` and ``model_time_map`` for the core, from the denoiser ComfyUI hands a sampler. A model
+    whose model_sampling cannot be found is sampled in the VE form, with one warning naming what was missing."""
     model_sampling = model_sampling_of(model)
     if model_sampling is None:
+        name = type(model).__name__
+        if ("no model_sampling", name) not in _warned:
+            _warned.add(("no model_sampling", name))
+            log.warning("DEIS: the model handed to the sampler (%s) has no model_sampling (looked for "
+                        "inner_model.model_patcher's and inner_model.inner_model's); sampling it in the VE form "
+                        "(alpha = 1) in the paper's VP time", name)
         return dict(parameterisation="ve")
     parameterisation = parameterisation_of(model_sampling)
     return dict(parameterisation=parameterisation, model_time_map=time_map_of(model_sampling, parameterisation))

@@ -1,21 +1,25 @@
 """DEIS inside ComfyUI: the KSampler entries, the Sampler DEIS nodes and the DEIS scheduler.
 
-One ``deis_auto`` step, from KSampler to the update it applies: KSampler calls ``sample_deis_auto``
-(``comfy_sampler`` below), which reads the model's form and time (nodes/model_info.py) and calls
-``deis.sample_deis``; that resolves the recommended configuration (deis/options.py) and runs the
-loop of deis/sampling.py, whose every number comes from deis/plan.py.
+One ``deis_auto`` step, from KSampler to the update it applies: KSampler calls the function
+``comfy_sampler("deis_auto")`` made, which reads the model's form and time (nodes/model_info.py) and calls
+``deis.sample_deis`` with the entry's configuration for that form (deis/config.py); its loop
+(deis/sampling.py) takes every number from deis/plan.py.
+
+Every widget's range and tooltip comes from the core's one declaration of its options (``deis.OPTIONS``).
+A value that arrives through a link is known only when the node runs (ComfyUI validates it as None), so the
+nodes check their settings when they run, and name every problem in one message.
 """
+
+import math
+from collections import namedtuple
 
 import torch
 
-from ..deis import CONFIGURATIONS, INTEGRANDS, VPLinearTime, resolve, sample_deis
-from ..deis.options import MAX_FINAL_DEGREE
+from ..deis import (CONFIGURATIONS, ENTRIES, OPTIONS, Config, ConfigError, VPLinearTime, configure, sample_deis,
+                    sample_deis_rk)
 from ..deis.schedules import log_rho_uniform, rho_polynomial, time_uniform
 from .model_info import model_options, parameterisation_of, time_map_of
 
-#: The KSampler dropdown entries, in order. The first is the recommended default.
-KSAMPLER_CONFIGURATIONS = {name: CONFIGURATIONS[name] for name in ("deis_auto", "deis_corrected", "deis_sde")}
-RECOMMENDED = "deis_auto"
 #: What each entry is, in the words every page uses (tests/test_one_story.py holds them to it).
 ENTRY_DESCRIPTIONS = {
     "deis_auto": "the recommended sampler: tAB2 on the predicted noise in the paper's VP time on SD-style models, "
@@ -26,104 +30,136 @@ ENTRY_DESCRIPTIONS = {
     "deis_sde": "stochastic (eta 1): tAB1 on the denoised image in the model's own time, with the reverse SDE's "
                 "own kernel",
 }
+RECOMMENDED = "deis_auto"
 
 #: The paper's schedule, uniform in sqrt(t) of the model's time: KSampler's scheduler entry, and DEIS Scheduler's
 #: schedule of the same name.
 SCHEDULER_NAME = "deis_time_quadratic"
 NODE_SCHEDULES = (SCHEDULER_NAME, "log_rho_uniform", "rho_polynomial")
 
-#: tAB's time, by the advanced node's ``variant`` entries: the model's own, or the paper's VP-linear time.
-TIMES = {"tab": None, "tab_vp": VPLinearTime()}
+
+class SettingsError(ValueError):
+    """A node's settings that cannot run: one message for every problem, prefixed by the node's name."""
+
+    def __init__(self, node, problems):
+        problems = list(problems)
+        text = problems[0] if len(problems) == 1 else " ".join(f"({k}) {p}" for k, p in enumerate(problems, 1))
+        super().__init__(f"{node}: {text}")
 
 
-def comfy_sampler(configuration):
-    """A k-diffusion-signature sampler for ComfyUI that reads the model before calling ``sample_deis``."""
+def comfy_sampler(config, **changes):
+    """A k-diffusion-signature sampler for ComfyUI: ``config`` (an entry's name or a ``deis.Config``) with
+    ``changes``, run on the form and time the model has."""
 
     def sampler(model, x, sigmas, extra_args=None, callback=None, disable=None, **options):
-        return sample_deis(model, x, sigmas, extra_args=extra_args, callback=callback, disable=disable,
-                           **model_options(model), **{**configuration, **options})
+        return sample_deis(model, x, sigmas, extra_args, callback, disable, config=config, **model_options(model),
+                           **{**changes, **options})
 
     sampler.deis_pack = True  # marks functions this pack may replace on a re-import
     return sampler
 
 
-SAMPLER_FUNCTIONS = {name: comfy_sampler(options) for name, options in KSAMPLER_CONFIGURATIONS.items()}
+def comfy_runge_kutta(tableau):
+    """rhoRK with ``tableau`` as a k-diffusion-signature sampler for ComfyUI."""
+
+    def sampler(model, x, sigmas, extra_args=None, callback=None, disable=None):
+        parameterisation = model_options(model)["parameterisation"]
+        return sample_deis_rk(model, x, sigmas, extra_args, callback, disable, tableau=tableau,
+                              parameterisation=parameterisation)
+
+    sampler.deis_pack = True
+    return sampler
 
 
-#: Sampler DEIS (advanced)'s variants, each in the words its tooltip and help page use (tests/test_one_story.py).
-VARIANT_TEXT = {
-    "tab": "the model's own time (its table of sigmas on SD-style models, sigma on flow models): the paper's tAB",
-    "tab_vp": "the paper's continuous VP time (beta 0.1 to 20), the time the paper measured tAB in",
-    "logrhoab": "log(sigma/alpha), the variable of diffusers' DEIS",
-    "rhoab": "sigma/alpha (in the VE form, k-diffusion's LMS)",
-    "ipndm": "sigma/alpha with the fixed weights of even steps (the paper's iPNDM)",
+SAMPLER_FUNCTIONS = {name: comfy_sampler(name) for name in ENTRIES}
+
+
+# --------------------------------------------------------------------------- widgets from the declaration
+
+def sentence(text):
+    return text[0].upper() + text[1:] + "."
+
+
+def widget(name, default, tooltip=None, choices=None, low=None, step=None, maximum=None):
+    """A node input for the core option ``name``: its range and meaning from ``deis.OPTIONS``; a limit that
+    Python turns off with None is off at its ``off`` value (0). ``tooltip`` replaces the meaning."""
+    spec = OPTIONS[name].metadata
+    text = tooltip or sentence(spec["meaning"])
+    if spec["choices"] is not None or choices is not None:
+        return (list(choices or spec["choices"]), {"default": default, "tooltip": text})
+    if spec["kind"] is bool:
+        return ("BOOLEAN", {"default": default, "tooltip": text})
+    if spec["off"] is not None:
+        text = f"0: off. {text}"
+    low = spec["off"] if spec["off"] is not None else (spec["low"] if low is None else low)
+    high = spec["high"] if maximum is None else maximum
+    if spec["kind"] is int:
+        return ("INT", {"default": default, "min": low, "max": high, "tooltip": text})
+    return ("FLOAT", {"default": default, "min": low, "max": round(high, 2) if math.isfinite(high) else high,
+                      "step": step, "tooltip": text})
+
+
+# --------------------------------------------------------------------------- Sampler DEIS
+
+#: One of Sampler DEIS's methods: the configuration it runs (an entry's name or a ``Config``) with eta 0, the one
+#: it runs with eta above 0 (None: it cannot carry noise), or a Runge-Kutta tableau.
+Method = namedtuple("Method", "ode sde tableau", defaults=(None, None, None))
+DDIM = Config(degree=0, integrand="data", final_degree=0)
+METHODS = {
+    "recommended": Method("deis_auto", "deis_sde"),
+    "corrected": Method("deis_corrected", CONFIGURATIONS["deis_sde"]["ve"].replace(corrector=True)),
+    "tAB3, the paper's": Method(Config()),
+    "DDIM": Method(DDIM),
+    "Runge-Kutta 3": Method(tableau="kutta3"),
+    "Runge-Kutta 4": Method(tableau="rk4"),
 }
-ADVANCED_VARIANTS = tuple(VARIANT_TEXT)
-#: Sampler DEIS (advanced)'s widgets, as the core's options of the same names (``variant`` tab_vp is the core's tab
-#: in ``deis.VPLinearTime``).
-ADVANCED_WIDGETS = ("variant", "degree", "integrand", "corrector", "final_degree", "max_amplification",
-                    "max_step_angle", "corrector_max_angle", "eta", "s_noise")
-
-
-def node_options(variant, degree, integrand, corrector, final_degree, max_amplification, max_step_angle,
-                 corrector_max_angle, eta, s_noise):
-    """Sampler DEIS (advanced)'s widgets as core options, checked by the core's resolver (deis.options.resolve: one
-    message per rule, naming the option, which is the widget of the same name). Raises ValueError."""
-    if variant not in ADVANCED_VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; set variant to one of {', '.join(ADVANCED_VARIANTS)}")
-    if degree == 0:  # every variant and the eps and data integrands are the same DDIM step there
-        raise ValueError("degree 0 is DDIM whatever the variant; set degree to 1 or more, or use Sampler DEIS's "
-                         "method DDIM")
-    options = dict(variant="tab" if variant in TIMES else variant, degree=degree, integrand=integrand,
-                   corrector=corrector, final_degree=final_degree, eta=float(eta),
-                   **{name: float(value) if value else None for name, value in (
-                       ("max_amplification", max_amplification), ("max_step_angle", max_step_angle),
-                       ("corrector_max_angle", corrector_max_angle))})
-    if TIMES.get(variant) is not None:
-        options["time_map"] = TIMES[variant]
-    resolve(**options, s_noise=float(s_noise))
-    if options["eta"]:
-        options["s_noise"] = float(s_noise)
-    return options
-
-
-#: Sampler DEIS's methods and their core options (web/docs/SamplerDEIS.md says what each is). With eta above 0 the
-#: recommended method is deis_sde's at that eta (corrected: with the corrector), and DDIM the SDE's own first-order
-#: step; the methods the core cannot run with eta refuse it.
-PRESETS = {
-    "recommended": dict(),
-    "corrected": dict(corrector=True),
-    "tAB3, the paper's": dict(variant="tab", degree=3, integrand="eps"),
-    "DDIM": dict(variant="tab", degree=0, integrand="data", final_degree=0),
-    "Runge-Kutta 3": dict(variant="rhork", tableau="kutta3"),
-    "Runge-Kutta 4": dict(variant="rhork", tableau="rk4"),
+#: Each method in the words its tooltip and help page use.
+METHOD_TEXT = {
+    "recommended": "KSampler's deis_auto; with eta above 0, deis_sde at that eta",
+    "corrected": "KSampler's deis_corrected, UniPC's corrector at no extra model call; with eta above 0, deis_sde "
+                 "at that eta with the corrector",
+    "tAB3, the paper's": "a cubic in the model's own time on the predicted noise",
+    "DDIM": "first order, one model call a step",
+    "Runge-Kutta 3": "rhoRK with Kutta's third-order tableau, three model calls a step",
+    "Runge-Kutta 4": "rhoRK with the classical fourth-order tableau, four model calls a step",
 }
-#: What Sampler DEIS's first widget held in the release before (its variant), and the method that is now the same.
+#: Why a method refuses eta, where the reason is a measurement (benchmarks/results/ddim_eta.md).
+NO_ETA_BECAUSE = {"DDIM": "with noise it lands up to 1.4 times further from the model's own samples than ComfyUI's "
+                          "euler_ancestral, and 3 to 4 times further than deis_sde"}
+#: What Sampler DEIS's first widget held in an earlier release (its variant), and the method that is now the same.
 EARLIER_VARIANTS = {"auto": "recommended", "tab": "tAB3, the paper's", "rhork": "Runge-Kutta 3"}
+METHODS_WITH_ETA = tuple(name for name, method in METHODS.items() if method.sde is not None)
 
 
-def takes_eta(method):
-    """Whether the core runs ``method`` with eta above 0."""
-    try:
-        resolve(**PRESETS[method], eta=1.0)
-    except ValueError:
-        return False
-    return True
+def method_problems(method):
+    """Sampler DEIS's method alone: a known method, or an earlier release's value and the method that replaced it."""
+    if method is None or method in METHODS:  # None: linked, known when the node runs
+        return []
+    earlier = (f" (a Sampler DEIS saved by an earlier release: its variant {method!r} is method "
+               f"{EARLIER_VARIANTS[method]!r} now)" if method in EARLIER_VARIANTS else "")
+    return [f"unknown method {method!r}{earlier}; set method to one of {', '.join(METHODS)}"]
 
 
-def preset_options(method, eta):
-    """Sampler DEIS's widgets as core options; a ValueError names the widget and a value that works."""
-    if method not in PRESETS:
-        earlier = (f" (a Sampler DEIS saved by an earlier release: its variant {method!r} is method "
-                   f"{EARLIER_VARIANTS[method]!r} now)" if method in EARLIER_VARIANTS else "")
-        raise ValueError(f"unknown method {method!r}{earlier}; set method to one of {', '.join(PRESETS)}")
-    resolve(eta=eta)  # eta's own range
-    options = dict(PRESETS[method], **({"eta": float(eta)} if eta else {}))
-    if eta and not takes_eta(method):
-        raise ValueError(f"eta = {eta:g} adds noise, which method {method!r} cannot carry; set eta to 0, or method "
-                         f"to one of {', '.join(name for name in PRESETS if takes_eta(name))}")
-    resolve(**options)
-    return options
+def method_sampler(method, eta):
+    """Sampler DEIS's method and eta as a sampler function. Raises SettingsError naming every problem."""
+    problems = method_problems(method)
+    if not problems and eta and METHODS[method].sde is None:
+        because = f" ({NO_ETA_BECAUSE[method]})" if method in NO_ETA_BECAUSE else ""
+        problems.append(f"eta {eta:g} adds noise, which method {method} cannot carry{because}; set eta to 0, or "
+                        f"method to one of {', '.join(METHODS_WITH_ETA)}")
+    if problems:
+        raise SettingsError("Sampler DEIS", problems)
+    chosen = METHODS[method]
+    if chosen.tableau:
+        return comfy_runge_kutta(chosen.tableau)
+    if not eta:
+        return comfy_sampler(chosen.ode)
+    changes = dict(eta=float(eta)) if isinstance(eta, (int, float)) else dict(eta=eta)
+    try:  # eta's range, where it came through a link; an entry's configuration is checked on one form
+        configure(chosen.sde, "ve", **changes)
+    except ConfigError as error:
+        raise SettingsError("Sampler DEIS", error.problems) from None
+    return comfy_sampler(chosen.sde, **changes)
 
 
 class SamplerDEIS:
@@ -138,29 +174,76 @@ class SamplerDEIS:
 
     @classmethod
     def INPUT_TYPES(cls):
-        with_eta = ", ".join(name for name in PRESETS if takes_eta(name))
         return {"required": {
-            "method": (list(PRESETS), {"default": "recommended", "tooltip":
-                "recommended: KSampler's deis_auto, the steadiest (with eta, deis_sde). corrected: KSampler's "
-                "deis_corrected, the most accurate on average. The others: the paper's tAB3, DDIM, Runge-Kutta 3 "
-                "and 4. The node's help page says more of each."}),
-            "eta": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip":
-                "Noise added back each step: 0 samples the ODE (the same image from the same noise), 1 the full "
-                f"reverse SDE, like dpmpp_2m_sde. With methods {with_eta}; the others refuse it."}),
+            "method": (list(METHODS), {"default": "recommended", "tooltip": " ".join(
+                f"{name}: {text}." for name, text in METHOD_TEXT.items())}),
+            "eta": widget("eta", 0.0, step=0.05, tooltip=sentence(OPTIONS["eta"].metadata["meaning"]) +
+                          f" Only with methods {', '.join(METHODS_WITH_ETA)}; the others refuse it."),
         }}
 
     @classmethod
-    def VALIDATE_INPUTS(cls, method, eta):
-        try:
-            preset_options(method, eta)
-        except ValueError as error:
-            return f"Sampler DEIS: {error}"
-        return True
+    def VALIDATE_INPUTS(cls, method):
+        # Only the method, so that ComfyUI shows a refusal once; eta's range is ComfyUI's own check, and the pair
+        # is checked when the node runs.
+        problems = method_problems(method)
+        return str(SettingsError("Sampler DEIS", problems)) if problems else True
 
     def get_sampler(self, method, eta):
         import comfy.samplers
 
-        return (comfy.samplers.KSAMPLER(comfy_sampler({}), extra_options=preset_options(method, eta)),)
+        return (comfy.samplers.KSAMPLER(method_sampler(method, eta)),)
+
+
+# --------------------------------------------------------------------------- Sampler DEIS (advanced)
+
+#: Sampler DEIS (advanced)'s variants, each in the words its tooltip and help page use (tests/test_one_story.py);
+#: tab_vp is the core's tab in the paper's VP time.
+VARIANT_TEXT = {
+    "tab": "the model's own time (its table of sigmas on SD-style models, sigma on flow models): the paper's tAB",
+    "tab_vp": "the paper's continuous VP time (beta 0.1 to 20), the time the paper measured tAB in",
+    "logrhoab": "log(sigma/alpha), the variable of diffusers' DEIS",
+    "rhoab": "sigma/alpha (in the VE form, k-diffusion's LMS)",
+    "ipndm": "sigma/alpha with the fixed weights of even steps (the paper's iPNDM)",
+}
+ADVANCED_VARIANTS = tuple(VARIANT_TEXT)
+TIMES = {"tab_vp": VPLinearTime()}
+#: The widgets open on deis_corrected's SD-style configuration.
+OPENS_ON = CONFIGURATIONS["deis_corrected"]["ve"]
+ADVANCED_WIDGETS = ("variant", "degree", "integrand", "corrector", "final_degree", "max_amplification",
+                    "max_step_angle", "corrector_max_angle", "eta", "s_noise")
+
+
+def widget_value(config, name):
+    """A configuration's option as its widget shows it: tab in the VP time is tab_vp; an unset limit is 0."""
+    if name == "variant":
+        return "tab_vp" if config.variant == "tab" and config.time_map == TIMES["tab_vp"] else config.variant
+    value = getattr(config, name)
+    return OPTIONS[name].metadata["off"] if value is None else value
+
+
+def advanced_config(**widgets):
+    """Sampler DEIS (advanced)'s widgets as a ``deis.Config``. Raises SettingsError naming every problem."""
+    problems = []
+    variant = widgets["variant"]
+    if variant not in ADVANCED_VARIANTS:
+        problems.append(f"unknown variant {variant!r}; set variant to one of {', '.join(ADVANCED_VARIANTS)}")
+    if widgets["degree"] == 0:
+        problems.append("degree 0 is DDIM whatever the variant; set degree to 1 or more, or use Sampler DEIS's "
+                        "method DDIM")
+    options = {name: widgets[name] for name in ADVANCED_WIDGETS if name != "variant"}
+    for name, value in options.items():  # a limit at 0 is off
+        if OPTIONS[name].metadata["off"] is not None and value == OPTIONS[name].metadata["off"]:
+            options[name] = None
+    # An unknown variant is named above; the rest is checked as if it were tab.
+    options.update(variant="tab" if variant in TIMES or variant not in ADVANCED_VARIANTS else variant,
+                   time_map=TIMES.get(variant))
+    try:
+        config = Config(**options)
+    except ConfigError as error:
+        problems += error.problems
+    if problems:
+        raise SettingsError("Sampler DEIS (advanced)", problems)
+    return config
 
 
 class SamplerDEISAdvanced:
@@ -170,84 +253,56 @@ class SamplerDEISAdvanced:
     RETURN_TYPES = ("SAMPLER",)
     FUNCTION = "get_sampler"
     DESCRIPTION = ("DEIS (Zhang & Chen, ICLR 2023) with exact coefficients: the interpolation variable, degree, "
-                   "integrand, corrector and last step set yourself. Sampler DEIS has the recommended method and a few "
-                   "others ready to pick.")
+                   "integrand, corrector and last step set yourself. It opens on deis_corrected's SD-style "
+                   "settings.")
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {
-            "variant": (list(ADVANCED_VARIANTS), {"default": "tab", "tooltip":
+        inputs = {
+            "variant": widget("variant", widget_value(OPENS_ON, "variant"), choices=ADVANCED_VARIANTS, tooltip=(
                 "The variable the polynomial is fitted in. " + " ".join(
-                    f"{name}: {text}." for name, text in VARIANT_TEXT.items())}),
-            "degree": ("INT", {"default": 3, "min": 1, "max": 3, "tooltip":
-                "Polynomial degree, 1 to 3: 3 is the paper's tAB3. Higher is more accurate on smooth problems and "
-                "less steady at few steps. With the corrector, or eta above 0, at most 2. (Degree 0, DDIM, is a "
-                "method of Sampler DEIS.)"}),
-            "integrand": (list(INTEGRANDS), {"default": "eps", "tooltip":
-                "What the polynomial follows: eps, the predicted noise (the paper's); v, the v-prediction; data, "
-                "the denoised image (DPM-Solver++'s form, steadiest under CFG). With eps and data an inpainting "
-                "mask's kept region stays exact."}),
-            "corrector": ("BOOLEAN", {"default": False, "tooltip":
-                "After each model call, take the step that led there again with the model's value there as one "
-                "more node, one degree higher (UniPC's corrector), at no extra model call. Not on the first step "
-                "of a flow model with integrand eps."}),
-            "final_degree": ("INT", {"default": 1, "min": 0, "max": MAX_FINAL_DEGREE, "tooltip":
-                "Degree of the step into sigma = 0 (where the schedule ends there), a polynomial in sigma/alpha on "
-                "the predicted noise; 0 is DDIM. It is DDIM where that step starts above sigma/alpha = 0.5. At most "
-                "degree, and 0 with eta above 0."}),
-            "max_amplification": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 4.0, "step": 0.05, "tooltip":
-                "0: off. From 1 up: on a schedule whose steps are uneven, lower a step's degree until its weights "
-                "amplify an error in the history at most this many times as much as those of even steps."}),
-            "max_step_angle": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.55, "step": 0.05, "tooltip":
-                "0: off. Above 0: a step (before the step into sigma = 0) that spans more than this angle of "
-                "arctan(sigma/alpha), in radians (pure noise to data is 1.57), is taken at degree 0 and not "
-                "corrected. deis_corrected uses 0.4 on SD-style models, 0.6 on flow models."}),
-            "corrector_max_angle": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.55, "step": 0.05, "tooltip":
-                "0: off. Above 0, with the corrector: no correction of a step that spans more than this angle of "
-                "arctan(sigma/alpha). deis_corrected uses 0.15 on flow models."}),
-            "eta": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip":
-                "Noise added back each step: 0 samples the ODE, 1 the full reverse SDE (like dpmpp_2m_sde). "
-                "Above 0 it needs integrand data, degree 2 or less and final_degree 0."}),
-            "s_noise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 2.0, "step": 0.01, "tooltip":
-                "Scale of the noise eta adds: 1 is exact, a little above 1 adds grain. Only with eta above 0."}),
-        }}
+                    f"{name}: {text}." for name, text in VARIANT_TEXT.items()))),
+            "degree": widget("degree", OPENS_ON.degree, low=1, tooltip=sentence(OPTIONS["degree"].metadata["meaning"])
+                             + " With the corrector, or eta above 0, at most 2; 0, DDIM, is a method of Sampler DEIS."),
+        }
+        steps = {"max_amplification": 0.05, "max_step_angle": 0.05, "corrector_max_angle": 0.05, "eta": 0.05,
+                 "s_noise": 0.01}
+        for name in ADVANCED_WIDGETS[2:]:
+            inputs[name] = widget(name, widget_value(OPENS_ON, name), step=steps.get(name),
+                                  maximum={"max_amplification": 4.0, "s_noise": 2.0}.get(name))
+        eta, text = inputs["eta"]
+        inputs["eta"] = (eta, {**text, "tooltip": text["tooltip"] + " Above 0 it needs integrand data, degree 2 or "
+                                                                    "less and final_degree 0."})
+        return {"required": inputs}
 
-    @classmethod
-    def VALIDATE_INPUTS(cls, variant, degree, integrand, corrector, final_degree, max_amplification, max_step_angle,
-                        corrector_max_angle, eta, s_noise):
-        try:
-            node_options(variant, degree, integrand, corrector, final_degree, max_amplification, max_step_angle,
-                         corrector_max_angle, eta, s_noise)
-        except ValueError as error:
-            return f"Sampler DEIS (advanced): {error}"
-        return True
-
-    def get_sampler(self, variant, degree, integrand, corrector, final_degree, max_amplification, max_step_angle,
-                    corrector_max_angle, eta, s_noise):
+    def get_sampler(self, **widgets):  # ComfyUI passes the inputs by name: ADVANCED_WIDGETS
         import comfy.samplers
 
-        options = node_options(variant, degree, integrand, corrector, final_degree, max_amplification, max_step_angle,
-                               corrector_max_angle, eta, s_noise)
-        return (comfy.samplers.KSAMPLER(comfy_sampler({}), extra_options=options),)
+        return (comfy.samplers.KSAMPLER(comfy_sampler(advanced_config(**widgets))),)
 
+
+# --------------------------------------------------------------------------- DEIS Scheduler
 
 #: DEIS Scheduler's shape widgets: the schedule each one shapes, its default and its range.
 SHAPES = {"kappa": (SCHEDULER_NAME, 2.0, (0.5, 8.0)), "power": ("rho_polynomial", 7.0, (1.0, 20.0))}
 
 
 def scheduler_options(schedule, kappa, power):
-    """DEIS Scheduler's schedule and shape widgets, checked: a shape other than its default is refused where the
-    schedule has no use for it. Raises ValueError naming the widget."""
+    """DEIS Scheduler's widgets, checked when it runs: a shape the schedule does not use is ignored, as built-in
+    nodes ignore an input their choice does not read. Raises SettingsError naming every problem."""
+    problems = []
     if schedule not in NODE_SCHEDULES:
-        raise ValueError(f"unknown schedule {schedule!r}; set schedule to one of {', '.join(NODE_SCHEDULES)}")
-    for name, value in (("kappa", kappa), ("power", power)):
+        problems.append(f"unknown schedule {schedule!r}; set schedule to one of {', '.join(NODE_SCHEDULES)}")
+    values = dict(kappa=kappa, power=power)
+    for name, value in values.items():
         shaped, default, (low, high) = SHAPES[name]
-        if not low <= value <= high:
-            raise ValueError(f"{name} must be from {low:g} to {high:g}; got {value!r}; set {name} to {default:g}")
-        if value != default and schedule != shaped:
-            raise ValueError(f"{name} = {value:g} shapes only schedule {shaped}, not {schedule}; set {name} to "
-                             f"{default:g}, or schedule to {shaped}")
-    return dict(schedule=schedule, kappa=float(kappa), power=float(power))
+        if schedule != shaped:
+            values[name] = default
+        elif not (isinstance(value, (int, float)) and low <= value <= high):
+            problems.append(f"{name} must be from {low:g} to {high:g}; got {value!r}; set {name} to {default:g}")
+    if problems:
+        raise SettingsError("DEIS Scheduler", problems)
+    return dict(schedule=schedule, kappa=float(values["kappa"]), power=float(values["power"]))
 
 
 def shape_widget(name, step, tooltip):
@@ -266,11 +321,9 @@ def model_schedule(model_sampling, steps, schedule=SCHEDULER_NAME, kappa=SHAPES[
     elif schedule == "log_rho_uniform":
         sigma_max = _below_pure_noise(model_sampling, parameterisation, sigma_max)
         sigmas = log_rho_uniform(steps, sigma_min, sigma_max, parameterisation)
-    elif schedule == "rho_polynomial":
+    else:
         sigma_max = _below_pure_noise(model_sampling, parameterisation, sigma_max)
         sigmas = rho_polynomial(steps, sigma_min, sigma_max, parameterisation, power=power)
-    else:
-        raise ValueError(f"unknown DEIS schedule {schedule!r}; expected one of {', '.join(NODE_SCHEDULES)}")
     return torch.from_numpy(sigmas).float()
 
 
@@ -308,25 +361,18 @@ class DEISScheduler:
                 "deis_time_quadratic at kappa 2). log_rho_uniform: uniform in log rho, rho = sigma/alpha "
                 "(KSampler's exponential on SD-style models). rho_polynomial: uniform in rho^(1/power) (Karras et "
                 "al.; KSampler's karras on SD-style models at power 7)."}),
-            "kappa": shape_widget("kappa", 0.1, "Shapes deis_time_quadratic only (another value is refused with the "
-                                  "other schedules): 2 is quadratic in t (the paper's), 1 is uniform in t."),
-            "power": shape_widget("power", 0.5, "Shapes rho_polynomial only (another value is refused with the other "
-                                  "schedules): 7 is Karras et al.'s."),
+            "kappa": shape_widget("kappa", 0.1, "Shapes deis_time_quadratic only (the other schedules ignore it): 2 "
+                                  "is quadratic in t (the paper's), 1 is uniform in t."),
+            "power": shape_widget("power", 0.5, "Shapes rho_polynomial only (the other schedules ignore it): 7 is "
+                                  "Karras et al.'s."),
         }}
 
-    @classmethod
-    def VALIDATE_INPUTS(cls, schedule, kappa, power):
-        try:
-            scheduler_options(schedule, kappa, power)
-        except ValueError as error:
-            return f"DEIS Scheduler: {error}"
-        return True
-
     def get_sigmas(self, model, steps, denoise, schedule, kappa, power):
+        options = scheduler_options(schedule, kappa, power)
         total = steps
         if denoise < 1.0:
             if denoise <= 0.0:
                 return (torch.FloatTensor([]),)
             total = int(steps / denoise)
-        sigmas = model_schedule(model.get_model_object("model_sampling"), total, schedule, kappa, power)
+        sigmas = model_schedule(model.get_model_object("model_sampling"), total, **options)
         return (sigmas[-(steps + 1):],)

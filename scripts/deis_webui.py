@@ -17,8 +17,8 @@ CORE_MODULE = "deis_sampler_pack_core"
 
 log = logging.getLogger("deis-webui")
 
-#: The WebUI's label of each of the core's configurations (deis.CONFIGURATIONS, ComfyUI's dropdown entries),
-#: whose ComfyUI name is the alias.
+#: The WebUI's label of each of the core's entries (deis.ENTRIES, ComfyUI's dropdown entries), whose ComfyUI name
+#: is the alias.
 LABELS = {"deis_auto": "DEIS auto", "deis_corrected": "DEIS corrected", "deis_sde": "DEIS SDE"}
 
 
@@ -53,26 +53,30 @@ def model_options(core, model):
     return dict(parameterisation=parameterisation, model_time_map=core.model_time_map(parameterisation, table))
 
 
-def webui_sampler(options):
-    """A k-diffusion-signature sampler that reads the WebUI's model before calling the core.
+def webui_sampler(entry):
+    """A k-diffusion-signature sampler for the entry ``entry`` that reads the WebUI's model before calling the core.
 
-    A stochastic configuration takes ``eta`` and ``s_noise`` in its signature. The WebUI passes
-    ``eta`` ("Eta for k-diffusion samplers") to any sampler whose signature has it; ``s_noise``
-    ("sigma noise") only to those that list it among their extra parameters (``EXTRA_PARAMS``).
+    A stochastic entry takes ``eta`` and ``s_noise`` in its signature. The WebUI passes ``eta`` ("Eta for
+    k-diffusion samplers") to any sampler whose signature has it; ``s_noise`` ("sigma noise") only to those that
+    list it among their extra parameters (``EXTRA_PARAMS``).
     """
     core = load_core()
 
     def sample(model, x, sigmas, extra_args=None, callback=None, disable=None):
-        return core.sample_deis(model, x, sigmas, extra_args=extra_args, callback=callback, disable=disable,
-                                **model_options(core, model), **options)
+        return core.sample_deis(model, x, sigmas, extra_args, callback, disable, config=entry,
+                                **model_options(core, model))
 
-    def sample_stochastic(model, x, sigmas, extra_args=None, callback=None, disable=None, eta=options.get("eta"),
-                          s_noise=1.0, noise_sampler=None):
-        return core.sample_deis(model, x, sigmas, extra_args=extra_args, callback=callback, disable=disable,
-                                **model_options(core, model), **{**options, "eta": eta}, s_noise=s_noise,
-                                noise_sampler=noise_sampler)
+    def sample_stochastic(model, x, sigmas, extra_args=None, callback=None, disable=None, eta=None, s_noise=1.0,
+                          noise_sampler=None):
+        eta = core.CONFIGURATIONS[entry]["ve"].eta if eta is None else eta
+        return core.sample_deis(model, x, sigmas, extra_args, callback, disable, config=entry,
+                                **model_options(core, model), eta=eta, s_noise=s_noise, noise_sampler=noise_sampler)
 
-    return sample_stochastic if options.get("eta") else sample
+    return sample_stochastic if is_stochastic(core, entry) else sample
+
+
+def is_stochastic(core, entry):
+    return any(config.eta for config in core.CONFIGURATIONS[entry].values())
 
 
 #: The WebUI's settings a stochastic sampler takes beyond eta. The WebUI looks a k-diffusion sampler's
@@ -96,11 +100,11 @@ def register():
     core = load_core()
     taken = {data.name for data in sd_samplers.all_samplers}
     added = []
-    for alias, options in core.CONFIGURATIONS.items():
+    for alias in core.ENTRIES:
         label = LABELS[alias]
         if label in taken:
             continue
-        function, stochastic = webui_sampler(options), bool(options.get("eta"))
+        function, stochastic = webui_sampler(alias), is_stochastic(core, alias)
         data = sd_samplers_common.SamplerData(
             label, lambda model, function=function, stochastic=stochastic: make_sampler(
                 sd_samplers_kdiffusion, function, model, stochastic), [alias], {})

@@ -127,11 +127,10 @@ def empty_conditioning(positive=False):
     return [[torch.ones(1, 1, 8) if positive else torch.zeros(1, 1, 8), {}]]
 
 
-def model_core_options(model, options):
-    """A node's options with what the pack reads from a ComfyUI model (its form and time), as the core sees them."""
+def model_form(model):
+    """What the pack reads from a ComfyUI model (its form and its own time), as ``deis.get_plan`` takes it."""
     import types
 
     pack = import_pack()
     wrapped = types.SimpleNamespace(inner_model=types.SimpleNamespace(model_patcher=model))
-    core = {k: v for k, v in options.items() if k != "s_noise"}
-    return {**pack.nodes.model_info.model_options(wrapped), **core}
+    return pack.nodes.model_info.model_options(wrapped)

@@ -140,3 +140,14 @@ def integral(variant, poly, rho_from, rho_to, time_map=None, integrand="eps"):
     if rho_from == mp.inf:  # the flow start: the v and data measures are finite there
         points[-1] = mp.inf
     return -mp.quad(lambda x: mp.polyval(poly, v(x)) * density(x), points)
+
+
+def ab_nodes(degrees):
+    """The predictor's nodes of every step, consecutive: ``(i, i - 1, ..., i - r_i)``, newest first."""
+    return [tuple(range(i, i - r - 1, -1)) for i, r in enumerate(degrees)]
+
+
+def am_nodes(degrees):
+    """The correction's nodes of every step: the point the predictor predicted and its nodes,
+    ``(i + 1, i, ..., i - r_i)``."""
+    return [tuple(range(i + 1, i - r - 1, -1)) for i, r in enumerate(degrees)]

@@ -7,9 +7,10 @@ import torch
 
 import oracle
 from benchmarks import schedules
-from deis import CoefficientCache, FlowTime, VPLinearTime, get_plan, sample_deis
-from deis.coefficients import (ADAMS_BASHFORTH, ADAMS_MOULTON, AB_AMPLIFICATION, TABLEAUS, ab_nodes, am_nodes,
-                               amplification, capped_degrees, multistep_weights, nodes_of, variable_of)
+from deis import CoefficientCache, Config, FlowTime, VPLinearTime, get_plan, sample_deis
+from deis.coefficients import (ADAMS_BASHFORTH, ADAMS_MOULTON, AB_AMPLIFICATION, TABLEAUS, amplification,
+                               capped_degrees, multistep_weights, nodes_of, variable_of)
+from oracle import ab_nodes, am_nodes
 from deis.parameterisation import get_parameterisation
 
 # name: (schedule, parameterisation, the package's time map, the oracle's own time map)
@@ -152,9 +153,9 @@ def test_one_step_is_exact_for_a_polynomial_slope(integrand, variant, name):
 
             states = []
             out = sample_deis(model, torch.zeros(1, 1, 1, 1, dtype=torch.float64), torch.tensor(sigmas),
-                              callback=lambda d: states.append(d["x"].item()), disable=True, variant=variant,
-                              degree=degree, time_map=time_map, parameterisation=form, integrand=integrand,
-                              corrector=corrector, cache=CoefficientCache())
+                              callback=lambda d: states.append(d["x"].item()), disable=True, parameterisation=form,
+                              config=Config(variant=variant, degree=degree, time_map=time_map, integrand=integrand,
+                                            corrector=corrector), cache=CoefficientCache())
             states.append(out.item())
             scale = [float({"eps": param.alpha(s), "v": np.hypot(param.alpha(s), s), "data": s}[integrand])
                      for s in sigmas]
@@ -213,9 +214,9 @@ def test_tableaus_are_consistent(name):
         assert b @ a @ c == pytest.approx(1 / 6)
 
 
-def degrees_of(sigmas, **options):
+def degrees_of(sigmas, parameterisation="ve", **options):
     """Each step's degree in a plan: the number of slopes its update reads, less one."""
-    plan = get_plan(sigmas, cache=CoefficientCache(), **options)
+    plan = get_plan(sigmas, Config(**options), parameterisation, cache=CoefficientCache())
     return [len(step.update.weights) - 1 for step in plan.steps]
 
 

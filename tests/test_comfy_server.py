@@ -29,8 +29,7 @@ from deis.timemaps import DiscreteVPTime
 PACK_NAMES = ["deis_auto", "deis_corrected", "deis_sde"]
 ODE_NAMES = ["deis_auto", "deis_corrected"]
 SCHEDULER = "deis_time_quadratic"
-WORKFLOW_NAMES = ["deis_corrected in KSampler, exponential, 20 steps",
-                  "Sampler DEIS corrected and DEIS Scheduler, log_rho_uniform, 20 steps"]
+WORKFLOW_NAMES = ["deis_corrected, KSampler", "Sampler DEIS + Scheduler"]
 
 TEST_MODELS_PACK = '''
 import sys
@@ -53,7 +52,28 @@ class DEISTestExactModel:
         return (comfy_support.exact_model(kind), comfy_support.empty_conditioning())
 
 
-NODE_CLASS_MAPPINGS = {{"DEISTestExactModel": DEISTestExactModel}}
+class AnyType(str):
+    """A type every input accepts, as a subgraph input or a custom primitive gives."""
+
+    def __ne__(self, other):
+        return False
+
+
+class DEISTestValue:
+    """A value of any type through a link: the linked input arrives as None at validation."""
+    CATEGORY = "testing"
+    RETURN_TYPES = (AnyType("*"),)
+    FUNCTION = "give"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {{"required": {{"value": ("STRING", {{"default": ""}}), "kind": (["str", "int", "float", "bool"],)}}}}
+
+    def give(self, value, kind):
+        return ({{"str": str, "int": int, "float": float, "bool": lambda v: v == "true"}}[kind](value),)
+
+
+NODE_CLASS_MAPPINGS = {{"DEISTestExactModel": DEISTestExactModel, "DEISTestValue": DEISTestValue}}
 '''
 
 
@@ -88,15 +108,15 @@ class Server:
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read())
 
-    def run(self, workflow, timeout=120):
-        """Queue a workflow and wait for it; returns its history entry."""
+    def run(self, workflow, timeout=120, status="success"):
+        """Queue a workflow and wait for it to end with ``status``; returns its history entry."""
         prompt_id = self.post("/prompt", {"prompt": workflow, "client_id": str(uuid.uuid4())})["prompt_id"]
         deadline = time.time() + timeout
         while time.time() < deadline:
             history = self.get(f"/history/{prompt_id}")
             if prompt_id in history and history[prompt_id].get("status", {}).get("completed") is not None:
                 entry = history[prompt_id]
-                assert entry["status"]["status_str"] == "success", (entry["status"], self.log_tail())
+                assert entry["status"]["status_str"] == status, (entry["status"], self.log_tail())
                 return entry
             time.sleep(0.2)
         raise AssertionError(f"workflow did not finish in {timeout} s\n{self.log_tail()}")
@@ -243,23 +263,69 @@ def test_the_stochastic_entry_in_a_ksampler_workflow_follows_the_seed(server, ki
     assert float((runs[0] - runs[2]).abs().max()) > 0.1
 
 
-def test_a_refused_combination_is_refused_at_queue_time_naming_the_widget(server):
-    """POST /prompt answers 400 before anything runs, with the node's message."""
-    workflow = {
+def sampler_custom_workflow(sampler_node, scheduler_node=None, prefix="linked/x"):
+    """SamplerCustom on the exact eps model with ``sampler_node`` (and DEIS Scheduler's ``scheduler_node``)."""
+    scheduler_node = scheduler_node or {"class_type": "BasicScheduler", "inputs": {
+        "model": ["model", 0], "scheduler": "karras", "steps": 4, "denoise": 1.0}}
+    return {
         "model": {"class_type": "DEISTestExactModel", "inputs": {"kind": "eps"}},
         "latent": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
-        "sampler": {"class_type": "SamplerDEIS", "inputs": {"method": "tAB3, the paper's", "eta": 0.5}},
-        "sigmas": {"class_type": "BasicScheduler", "inputs": {"model": ["model", 0], "scheduler": "karras",
-                                                              "steps": 4, "denoise": 1.0}},
+        "sampler": sampler_node, "sigmas": scheduler_node,
         "sample": {"class_type": "SamplerCustom", "inputs": {
             "model": ["model", 0], "add_noise": True, "noise_seed": 1, "cfg": 1.0, "positive": ["model", 1],
             "negative": ["model", 1], "sampler": ["sampler", 0], "sigmas": ["sigmas", 0],
             "latent_image": ["latent", 0]}},
-        "save": {"class_type": "SaveLatent", "inputs": {"samples": ["sample", 0], "filename_prefix": "refused/x"}},
+        "save": {"class_type": "SaveLatent", "inputs": {"samples": ["sample", 0], "filename_prefix": prefix}},
     }
+
+
+def linked(workflow, node, values):
+    """``workflow`` with each of ``node``'s inputs in ``values`` fed through a DEISTestValue link."""
+    for name, value in values.items():
+        kind = {bool: "bool", int: "int", float: "float", str: "str"}[type(value)]
+        text = ("true" if value else "false") if kind == "bool" else str(value)
+        workflow[f"{node}-{name}"] = {"class_type": "DEISTestValue", "inputs": {"value": text, "kind": kind}}
+        workflow[node]["inputs"][name] = [f"{node}-{name}", 0]
+    return workflow
+
+
+def test_every_node_runs_with_every_input_linked(server):
+    advanced = dict(variant="tab_vp", degree=1, integrand="data", corrector=True, final_degree=1,
+                    max_amplification=0.0, max_step_angle=0.4, corrector_max_angle=0.0, eta=0.0, s_noise=1.0)
+    scheduler = dict(steps=4, denoise=1.0, schedule="log_rho_uniform", kappa=2.0, power=7.0)
+    for sampler_node, values in ((("SamplerDEISAdvanced", advanced)), ("SamplerDEIS", dict(method="corrected",
+                                                                                           eta=0.0))):
+        workflow = sampler_custom_workflow({"class_type": sampler_node, "inputs": {}},
+                                           {"class_type": "DEISScheduler", "inputs": {"model": ["model", 0]}},
+                                           prefix=f"linked/{sampler_node}")
+        linked(linked(workflow, "sampler", values), "sigmas", scheduler)
+        entry = server.run(workflow)
+        assert torch.isfinite(server.saved_latent(entry)).all()
+
+
+def test_a_refused_setting_stops_the_run_with_one_message_naming_every_problem(server):
+    """A setting that cannot run, linked or not, stops the workflow when the node runs: one error, every problem."""
+    settings = dict(variant="tab", degree=3, integrand="v", corrector=True, final_degree=2, max_amplification=0.0,
+                    max_step_angle=0.0, corrector_max_angle=0.0, eta=0.5, s_noise=1.0)
+    workflow = sampler_custom_workflow({"class_type": "SamplerDEISAdvanced", "inputs": settings}, prefix="refused/x")
+    status, body = server.post_status("/prompt", {"prompt": workflow})
+    assert status == 200, body  # queued: nothing at validation to repeat once per input
+    entry = server.run(workflow, status="error")
+    errors = [data for kind, data in entry["status"]["messages"] if kind == "execution_error"]
+    assert len(errors) == 1
+    message = errors[0]["exception_message"]
+    assert message.startswith("Sampler DEIS (advanced): (1) ")
+    for words in ("degree 3 with the corrector", "eta 0.5 needs integrand data", "final_degree 2 with eta 0.5"):
+        assert words in message, message
+
+
+def test_an_earlier_releases_method_is_refused_at_queue_time_once(server):
+    workflow = sampler_custom_workflow({"class_type": "SamplerDEIS", "inputs": {"method": "auto", "eta": 0.0}})
     status, body = server.post_status("/prompt", {"prompt": workflow})
     assert status == 400, body
-    assert "Sampler DEIS: eta = 0.5 adds noise" in json.dumps(body) and "set eta to 0" in json.dumps(body)
+    (node_errors,) = body["node_errors"].values()
+    assert len(node_errors["errors"]) == 1
+    assert "is method 'recommended' now" in node_errors["errors"][0]["details"]
 
 
 def test_help_pages_and_workflow_templates_are_served(server):

@@ -5,7 +5,7 @@ import pytest
 
 from benchmarks import schedules
 from benchmarks.problems import GaussianMixture
-from deis import CoefficientCache, VPLinearTime, get_plan
+from deis import CoefficientCache, Config, VPLinearTime, get_plan
 from deis import plan as plan_module
 from test_sampling import noise
 
@@ -17,8 +17,8 @@ def angles(sigmas):
     return np.arctan(sigmas[:-1]) - np.arctan(sigmas[1:])
 
 
-def plan(sigmas, **options):
-    return get_plan(sigmas, cache=CoefficientCache(), **{**CORRECTED, **options})
+def plan(sigmas, parameterisation="ve", **options):
+    return get_plan(sigmas, Config(**{**CORRECTED, **options}), parameterisation, cache=CoefficientCache())
 
 
 @pytest.mark.parametrize("limit", [0.2, 0.3])

@@ -9,8 +9,10 @@ from scipy.integrate import quad
 
 from benchmarks import schedules
 from benchmarks.problems import GAUSSIAN, GaussianMixture, relative_error
-from deis import CoefficientCache, FlowTime, VPLinearTime, get_plan, recommended_options, sample_deis
-from deis.coefficients import ab_nodes, multistep_weights, nodes_of, variable_of
+from deis import (CONFIGURATIONS, CoefficientCache, Config, FlowTime, VPLinearTime, get_plan, sample_deis,
+                  sample_deis_auto, sample_deis_corrected)
+from deis.coefficients import multistep_weights, nodes_of, variable_of
+from oracle import ab_nodes
 from deis.parameterisation import get_parameterisation
 from test_coefficients import warm_degrees
 from test_sampling import noise
@@ -83,11 +85,11 @@ def test_v_integrand_is_exact_for_unit_gaussian_data(form, variant):
     sigmas = schedules.flow_shift(6)[:-1] if form == "flow" else schedules.edm(6)[:-1]
     x = noise(1, 2, 4, 4) * (1.0 if form == "flow" else float(sigmas[0]))
     exact = unit.reference(x.numpy(), sigmas[0], sigmas[-1], form)
-    out = sample_deis(unit.denoiser(form), x, torch.from_numpy(sigmas), disable=True, variant=variant, degree=3,
-                      parameterisation=form, integrand="v")
+    out = sample_deis(unit.denoiser(form), x, torch.from_numpy(sigmas), disable=True, parameterisation=form,
+                      config=Config(variant=variant, integrand="v"))
     assert relative_error(out, exact) < 1e-12
-    eps = sample_deis(unit.denoiser(form), x, torch.from_numpy(sigmas), disable=True, variant=variant, degree=3,
-                      parameterisation=form)
+    eps = sample_deis(unit.denoiser(form), x, torch.from_numpy(sigmas), disable=True, parameterisation=form,
+                      config=Config(variant=variant))
     assert relative_error(eps, exact) > 1e-6  # the eps integrand is not: the test can tell them apart
 
 
@@ -95,7 +97,7 @@ def test_v_integrand_is_exact_for_unit_gaussian_data(form, variant):
 #: is then constant along it), so every step and the step into 0 from the corrected state are exact; v is exact
 #: there only when the step into 0 is DDIM from an uncorrected state, x = D.
 EXACT_WHERE_NO_SPREAD = [("eps", False, 1), ("eps", True, 1), ("data", False, 0), ("data", True, 1), ("v", False, 0),
-                         ("recommended", None, None)]
+                         ("deis_auto", None, None)]
 
 
 @pytest.mark.parametrize("integrand, corrector, final_degree", EXACT_WHERE_NO_SPREAD)
@@ -106,10 +108,10 @@ def test_the_step_into_zero_returns_the_denoised_value_where_the_data_has_no_spr
     point = torch.full((1, 2, 4, 4), 0.5, dtype=torch.float64)
     sigmas = torch.from_numpy(schedules.flow_shift(8) if form == "flow" else schedules.edm(8))
     x = noise(1, 2, 4, 4) * float(sigmas[0]) + (0.0 if form == "flow" else 0.5)
-    options = {} if integrand == "recommended" else dict(variant="tab", degree=2, integrand=integrand,
-                                                         corrector=corrector, final_degree=final_degree)
+    config = integrand if integrand in CONFIGURATIONS else Config(degree=2, integrand=integrand, corrector=corrector,
+                                                                  final_degree=final_degree)
     out = sample_deis(lambda x, sigma: point.expand_as(x), x, sigmas, disable=True, parameterisation=form,
-                      **options)
+                      config=config)
     # exact up to round-off in x, whose scale is sigma_max (80)
     torch.testing.assert_close(out, point, rtol=0, atol=1e-10)
 
@@ -120,7 +122,7 @@ def test_the_v_integrand_with_a_correction_is_not_exact_there():
     point = torch.full((1, 2, 4, 4), 0.5, dtype=torch.float64)
     sigmas = torch.from_numpy(schedules.edm(8))
     out = sample_deis(lambda x, sigma: point.expand_as(x), noise(1, 2, 4, 4) * 80.0 + 0.5, sigmas, disable=True,
-                      variant="tab", degree=2, integrand="v", corrector=True, final_degree=1)
+                      config=Config(degree=2, integrand="v", corrector=True))
     assert (out - point).abs().max() > 1e-9
 
 
@@ -147,46 +149,48 @@ def test_data_integrand_linear_in_log_rho_is_the_closed_form_exponential_integra
             integral = denoised * (e_next - e_now) + slope * (e_next * (h - 1) + e_now)
             x = s_next * (x / s + integral)
         previous = denoised
-    out = sample_deis(model, x0, torch.from_numpy(sigmas), disable=True, variant="logrhoab", degree=1,
-                      integrand="data", final_degree=0)
+    out = sample_deis(model, x0, torch.from_numpy(sigmas), disable=True,
+                      config=Config(variant="logrhoab", degree=1, integrand="data", final_degree=0))
     torch.testing.assert_close(out, x, rtol=1e-12, atol=1e-12)
 
 
-def test_no_options_are_the_recommended_configuration_of_each_form():
+def test_sample_deis_is_deis_auto_and_corrector_true_adds_only_the_corrector():
+    """No config is deis_auto's configuration for the form; ``corrector=True`` adds the corrector to it (an earlier
+    release switched to another configuration, deis_corrected's), and each keyword replaces one option."""
     for form, sigmas, x in (("ve", schedules.sd15_karras(8), noise(2, 8) * 14.6), ("flow", schedules.flow_shift(8),
                                                                                     noise(2, 8))):
-        model = GAUSSIAN.denoiser(form)
-        plain = sample_deis(model, x, torch.from_numpy(sigmas), disable=True, parameterisation=form)
-        explicit = sample_deis(model, x, torch.from_numpy(sigmas), disable=True, parameterisation=form,
-                               **recommended_options(form))
-        other = sample_deis(model, x, torch.from_numpy(sigmas), disable=True, parameterisation=form,
-                            **{**recommended_options(form), "degree": 1})
-        assert torch.equal(plain, explicit) and not torch.equal(plain, other)
+        model, sigmas = GAUSSIAN.denoiser(form), torch.from_numpy(sigmas)
+        run = lambda **options: sample_deis(model, x, sigmas, disable=True, parameterisation=form,  # noqa: E731
+                                            cache=CoefficientCache(), **options)
+        auto = CONFIGURATIONS["deis_auto"][form]
+        assert torch.equal(run(), sample_deis_auto(model, x, sigmas, disable=True, parameterisation=form))
+        assert torch.equal(run(), run(config=auto)) and not torch.equal(run(), run(degree=1))
+        assert torch.equal(run(degree=1), run(config=auto.replace(degree=1)))
+        with_corrector = run(corrector=True)
+        assert torch.equal(with_corrector, run(config=auto.replace(corrector=True)))
+        assert not torch.equal(with_corrector, run()) and not torch.equal(
+            with_corrector, sample_deis_corrected(model, x, sigmas, disable=True, parameterisation=form))
 
 
 @pytest.mark.parametrize("options, message", [
-    (dict(integrand="x0"), "unknown integrand 'x0'"),
-    (dict(variant="rhork", integrand="v"), "integrand applies to the multistep variants"),
-    (dict(variant="rhork", corrector=True), "corrector applies to the multistep variants"),
-    (dict(variant="rhork", eta=0.5), "eta applies to the multistep variants"),
-    (dict(variant="tab", integrand="eps", eta=0.5), "eta above 0 needs integrand 'data'"),
-    (dict(variant="tab", integrand="data", degree=3, eta=0.5), "degree 3 is unstable with eta above 0"),
-    (dict(final_degree=3), "final_degree must be an integer from 0 to 2"),
+    (dict(integrand="x0"), "integrand 'x0' is not one of eps, v, data"),
+    (dict(integrand="eps", eta=0.5), "eta 0.5 needs integrand data"),
+    (dict(integrand="data", degree=3, eta=0.5, final_degree=0), "degree 3 is unstable with eta above 0"),
+    (dict(final_degree=3), "final_degree 3 is outside its range"),
     (dict(corrector="yes"), "corrector must be True or False"),
-    (dict(eta=1.5), "eta must be a number from 0"),
-    (dict(eta=float("nan")), "eta must be a number from 0"),
-    (dict(eta="1"), "eta must be a number from 0"),
+    (dict(eta=1.5), "eta 1.5 is outside its range"),
+    (dict(eta=float("nan")), "eta must be a number from 0 to 1"),
+    (dict(eta="1"), "eta must be a number from 0 to 1"),
 ])
 def test_bad_integrand_and_eta_options_are_named(options, message):
     with pytest.raises(ValueError, match=message):
-        get_plan(schedules.edm(5), cache=CoefficientCache(), **options)
+        Config(**options)
 
 
 def test_integrand_corrector_and_eta_are_part_of_the_cache_key():
     cache = CoefficientCache()
-    options = [dict(variant="tab", degree=2, integrand=i, corrector=c)
-               for i in ("eps", "v", "data") for c in (False, True)]
-    options += [dict(variant="tab", degree=1, integrand="data", eta=e) for e in (0.5, 1.0)]
-    plans = [get_plan(schedules.edm(6), cache=cache, **o) for o in options]
-    assert len({id(plan) for plan in plans}) == len(options)
-    assert get_plan(schedules.edm(6), cache=cache, **options[3]) is plans[3]
+    configs = [Config(degree=2, integrand=i, corrector=c) for i in ("eps", "v", "data") for c in (False, True)]
+    configs += [Config(degree=1, integrand="data", final_degree=0, eta=e) for e in (0.5, 1.0)]
+    plans = [get_plan(schedules.edm(6), config, cache=cache) for config in configs]
+    assert len({id(plan) for plan in plans}) == len(configs)
+    assert get_plan(schedules.edm(6), Config(degree=2, integrand="eps", corrector=True), cache=cache) is plans[1]

@@ -9,7 +9,7 @@ from benchmarks.demo import dpmpp_2m_flow
 from benchmarks.digits import FLOW_WEIGHTS, WEIGHTS, FlowDenoiser, load_data, load_denoiser, load_flow_denoiser
 from benchmarks.quality import relative_l2
 from benchmarks.train_digits import train
-from deis import FlowTime, VPLinearTime, sample_deis
+from deis import Config, FlowTime, VPLinearTime, sample_deis
 from deis.schedules import time_uniform
 
 
@@ -45,12 +45,12 @@ def test_tab3_beats_ddim_and_tab1_on_the_learned_model():
     model = load_denoiser()
     noise = torch.randn(256, 1, 8, 8, generator=torch.Generator().manual_seed(3))
 
-    def run(steps, **options):
+    def run(steps, degree):
         sigmas = torch.from_numpy(time_uniform(steps, 0.002, 80.0, VPLinearTime())).float()
-        return sample_deis(model, noise * 80.0, sigmas, disable=True, **options)
+        return sample_deis(model, noise * 80.0, sigmas, disable=True, config=Config(degree=degree))
 
-    reference = run(300, variant="tab", degree=3)
-    errors = {r: relative_l2(run(10, variant="tab", degree=r), reference) for r in (0, 1, 3)}
+    reference = run(300, 3)
+    errors = {r: relative_l2(run(10, r), reference) for r in (0, 1, 3)}
     assert errors[3] < errors[1] < errors[0], errors
     assert errors[3] < errors[0] / 2
 
@@ -66,7 +66,7 @@ def edm_problem():
     their 200-step tAB2 solution on that schedule."""
     model = load_denoiser()
     start = torch.randn(2000, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 80.0
-    return model, start, sample_deis(model, start, edm_sigmas(200), disable=True, variant="tab", degree=2)
+    return model, start, sample_deis(model, start, edm_sigmas(200), disable=True, config=Config(degree=2))
 
 
 @torch.no_grad()
@@ -79,7 +79,7 @@ def test_the_recommended_configuration_is_ahead_of_dpm_solver_where_tab3_goes_as
         sigmas = edm_sigmas(steps)
         errors = {name: relative_l2(sampler(), reference) for name, sampler in (
             ("recommended", lambda: sample_deis(model, start, sigmas, disable=True)),
-            ("tab3", lambda: sample_deis(model, start, sigmas, disable=True, variant="tab", degree=3)),
+            ("tab3", lambda: sample_deis(model, start, sigmas, disable=True, config=Config())),
             ("dpmpp_2m", lambda: K.sampling.sample_dpmpp_2m(model, start, sigmas, disable=True)))}
         assert errors["recommended"] < errors["dpmpp_2m"], (steps, errors)
         assert errors["recommended"] < errors["tab3"], (steps, errors)
@@ -119,8 +119,8 @@ def test_the_recommended_flow_configuration_beats_dpmpp_2m_on_the_learned_flow_m
 
     reference = sample_deis(model, start, sigmas(200), disable=True, parameterisation="flow")
     ours = relative_l2(sample_deis(model, start, sigmas(10), disable=True, parameterisation="flow"), reference)
-    euler = relative_l2(sample_deis(model, start, sigmas(10), disable=True, parameterisation="flow", degree=0,
-                                    variant="tab"), reference)
+    euler = relative_l2(sample_deis(model, start, sigmas(10), disable=True, parameterisation="flow",
+                                    config=Config(degree=0)), reference)
     # DPM-Solver++(2M) in the flow form, as ComfyUI runs it on flow models (its lambda is log(alpha / sigma)).
     dpmpp = relative_l2(dpmpp_2m_flow(model, start, sigmas(10)), reference)
     assert ours < dpmpp and ours < euler, (ours, dpmpp, euler)

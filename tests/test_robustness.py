@@ -1,5 +1,6 @@
 """Schedules, shapes, dtypes, callbacks, the cache, and bad input."""
 
+import re
 import threading
 
 import numpy as np
@@ -8,17 +9,36 @@ import torch
 
 from benchmarks import schedules
 from benchmarks.problems import GAUSSIAN, MIXTURE, relative_error
-from deis import CoefficientCache, DiscreteVPTime, VPLinearTime, get_plan, sample_deis
+from deis import (CoefficientCache, Config, DiscreteVPTime, VPLinearTime, get_plan, get_runge_kutta_plan, named_config,
+                  sample_deis, sample_deis_rk)
 
-CONFIGS = [
-    dict(), dict(variant="tab", degree=2, integrand="data"), dict(variant="tab", degree=3),
-    dict(variant="tab", degree=2, integrand="data", corrector=True),
-    dict(variant="tab", degree=2, integrand="v", corrector=True, max_amplification=1.5),
-    dict(variant="logrhoab", degree=2, corrector=True), dict(variant="rhoab", degree=3),
-    dict(variant="ipndm", degree=2, corrector=True), dict(corrector=True), dict(variant="rhork", tableau="rk4"),
-]
-IDS = [f"{c.get('variant', 'recommended')}-{c.get('degree', c.get('tableau'))}-{c.get('integrand', '')}"
-       + ("-corrected" if c.get("corrector") else "") for c in CONFIGS]
+#: Entries by name, configurations, and rhoRK (its tableau).
+SAMPLERS = {
+    "deis_auto": "deis_auto", "deis_corrected": "deis_corrected", "tab3": Config(),
+    "tab2-data": Config(degree=2, integrand="data"), "tab2-data-corrected": Config(degree=2, integrand="data",
+                                                                                  corrector=True),
+    "tab2-v-corrected-capped": Config(degree=2, integrand="v", corrector=True, max_amplification=1.5),
+    "logrhoab2-corrected": Config(variant="logrhoab", degree=2, corrector=True), "rhoab3": Config(variant="rhoab"),
+    "ipndm2-corrected": Config(variant="ipndm", degree=2, corrector=True), "rk4": "rk4",
+}
+CONFIGS, IDS = list(SAMPLERS.values()), list(SAMPLERS)
+
+
+def sample(model, x, sigmas, config, **options):
+    if config == "rk4":
+        return sample_deis_rk(model, x, sigmas, tableau="rk4", **options)
+    return sample_deis(model, x, sigmas, config=config, **options)
+
+
+def config_of(config, form="ve"):
+    """The configuration a sampler of ``SAMPLERS`` runs on a form (None for rhoRK)."""
+    if config == "rk4":
+        return None
+    return config if isinstance(config, Config) else named_config(config, form)
+
+
+def plan_of(sigmas, config):
+    return get_runge_kutta_plan(sigmas, "rk4") if config == "rk4" else get_plan(sigmas, config_of(config))
 
 
 def noise(*shape, seed=0, dtype=torch.float64):
@@ -34,11 +54,11 @@ def test_a_schedule_ending_above_zero_returns_x_at_its_last_sigma(options):
     sigmas = karras(60)
     x = noise(1, 2, 8, 8) * 80.0
     head, tail = sigmas[:35], sigmas[34:]
-    middle = sample_deis(MIXTURE.denoiser(), x, head, disable=True, **options)
+    middle = sample(MIXTURE.denoiser(), x, head, options, disable=True)
     assert relative_error(middle, MIXTURE.reference(x.numpy(), 80.0, float(head[-1]))) < 2e-3
     # the rest, chained with fresh history, pays only for its lower-order warm start
-    chained = sample_deis(MIXTURE.denoiser(), middle, tail, disable=True, **options)
-    whole = sample_deis(MIXTURE.denoiser(), x, sigmas, disable=True, **options)
+    chained = sample(MIXTURE.denoiser(), middle, tail, options, disable=True)
+    whole = sample(MIXTURE.denoiser(), x, sigmas, options, disable=True)
     exact = MIXTURE.reference(x.numpy(), 80.0, 0.0)
     assert relative_error(whole, exact) < 2e-3 and relative_error(chained, exact) < 1e-2
 
@@ -48,13 +68,13 @@ def test_a_schedule_ending_above_zero_returns_x_at_its_last_sigma(options):
 def test_a_single_step_is_ddim(options, sigma_next):
     x = noise(2, 3, 4, 4) * 10.0
     model = MIXTURE.denoiser()
-    out = sample_deis(model, x, torch.tensor([10.0, sigma_next], dtype=torch.float64), disable=True, **options)
+    out = sample(model, x, torch.tensor([10.0, sigma_next], dtype=torch.float64), options, disable=True)
     denoised = model(x, torch.full([2], 10.0, dtype=torch.float64))
     ddim = denoised + sigma_next / 10.0 * (x - denoised)
-    if options.get("integrand") == "v" and sigma_next > 0:  # v's degree 0 is exact for N(0, 1) data, not DDIM
+    if getattr(config_of(options), "integrand", None) == "v" and sigma_next > 0:  # v's degree 0 is exact for N(0, 1) data, not DDIM
         exact = MIXTURE.reference(x.numpy(), 10.0, 2.0)
         assert relative_error(out, exact) < relative_error(ddim, exact)
-    elif options.get("variant") == "rhork" and sigma_next > 0:  # one RK4 step: better than DDIM
+    elif options == "rk4" and sigma_next > 0:  # one RK4 step: better than DDIM
         exact = MIXTURE.reference(x.numpy(), 10.0, 2.0)
         assert relative_error(out, exact) < 0.7 * relative_error(ddim, exact)
     else:
@@ -66,10 +86,11 @@ def test_a_schedule_starting_below_sigma_max_starts_with_empty_history(options):
     sigmas = karras(30, sigma_max=3.0)  # img2img / denoise < 1
     x = noise(1, 1, 8, 8) + noise(1, 1, 8, 8, seed=1) * 3.0
     first = []
-    out = sample_deis(MIXTURE.denoiser(), x, sigmas, disable=True,
-                      callback=lambda d: first.append(d["x"]) if d["i"] == 1 else None, **options)
+    out = sample(MIXTURE.denoiser(), x, sigmas, options, disable=True,
+                 callback=lambda d: first.append(d["x"]) if d["i"] == 1 else None)
     denoised = MIXTURE.denoiser()(x, sigmas[:1])
-    if options.get("variant") != "rhork" and options.get("integrand") != "v":  # v's degree 0 is not DDIM
+    config = config_of(options)
+    if config is not None and config.integrand != "v":  # v's degree 0 is not DDIM, nor is rhoRK's step
         torch.testing.assert_close(first[0], denoised + sigmas[1] / sigmas[0] * (x - denoised))
     assert relative_error(out, MIXTURE.reference(x.numpy(), 3.0, 0.0)) < 5e-3
 
@@ -78,10 +99,10 @@ def test_a_schedule_starting_below_sigma_max_starts_with_empty_history(options):
 def test_batch_elements_and_5d_latents_are_sampled_independently(options):
     sigmas = karras(12)
     x = noise(3, 2, 3, 4, 4) * 80.0  # batch 3, video-like 5-D
-    batch = sample_deis(MIXTURE.denoiser(), x, sigmas, disable=True, **options)
+    batch = sample(MIXTURE.denoiser(), x, sigmas, options, disable=True)
     assert batch.shape == x.shape
     for b in range(3):
-        alone = sample_deis(MIXTURE.denoiser(), x[b:b + 1].reshape(1, 6, 4, 4), sigmas, disable=True, **options)
+        alone = sample(MIXTURE.denoiser(), x[b:b + 1].reshape(1, 6, 4, 4), sigmas, options, disable=True)
         torch.testing.assert_close(batch[b:b + 1].reshape(1, 6, 4, 4), alone, rtol=1e-13, atol=1e-13)
 
 
@@ -93,8 +114,8 @@ def test_half_precision_latents_stay_close_to_float32(options, dtype, form):
     z = noise(2, 4, 16, 16, dtype=torch.float32)
     x = z if form == "flow" else z * 80.0
     model = GAUSSIAN.denoiser(form)
-    reference = sample_deis(model, x, sigmas, disable=True, parameterisation=form, **options)
-    out = sample_deis(model, x.to(dtype), sigmas, disable=True, parameterisation=form, **options)
+    reference = sample(model, x, sigmas, options, disable=True, parameterisation=form)
+    out = sample(model, x.to(dtype), sigmas, options, disable=True, parameterisation=form)
     assert out.dtype == dtype and torch.isfinite(out).all()
     # the latent is rounded at every model call and at the end: a few units of the dtype's rounding
     assert relative_error(out.float(), reference.numpy()) < 3 * torch.finfo(dtype).eps
@@ -106,14 +127,14 @@ def test_callback_runs_once_per_step_with_the_current_x_and_true_denoised(option
     x = noise(1, 1, 4, 4) * 80.0
     model = MIXTURE.denoiser()
     calls = []
-    out = sample_deis(model, x, sigmas, disable=True, callback=calls.append, **options)
+    out = sample(model, x, sigmas, options, disable=True, callback=calls.append)
     assert [c["i"] for c in calls] == list(range(7))
     assert torch.equal(calls[0]["x"], x)
     for c in calls:
         assert set(c) == {"x", "i", "sigma", "sigma_hat", "denoised"}
         assert c["sigma"] == sigmas[c["i"]] and c["sigma_hat"] == sigmas[c["i"]]
         torch.testing.assert_close(c["denoised"], model(c["x"], c["sigma"].reshape(1)))
-    last = get_plan(sigmas, **options).steps[-1]
+    last = plan_of(sigmas, options).steps[-1]
     if len(last.update.weights) == 1 and not getattr(last, "correction", None):  # DDIM into 0, nothing to keep
         torch.testing.assert_close(calls[-1]["denoised"], out, rtol=1e-14, atol=1e-12)
 
@@ -151,7 +172,7 @@ def test_the_step_loop_never_synchronises(options):
         return inner(x.as_subclass(torch.Tensor), sigma.as_subclass(torch.Tensor)).as_subclass(NoSyncTensor)
 
     try:
-        out = sample_deis(model, x, sigmas, disable=True, callback=lambda d: None, **options)
+        out = sample(model, x, sigmas, options, disable=True, callback=lambda d: None)
     finally:
         NoSyncTensor.armed = False
     assert torch.isfinite(out.as_subclass(torch.Tensor)).all()
@@ -166,31 +187,32 @@ def test_the_step_loop_never_synchronises(options):
 # --------------------------------------------------------------------------- cache
 
 def test_cache_hits_on_the_exact_same_schedule_and_options():
-    cache = CoefficientCache(maxsize=8)
+    cache = CoefficientCache(maxsize=16)
     sigmas = schedules.sd15_karras(20)
-    first = get_plan(sigmas, cache=cache, variant="tab", degree=3, time_map=schedules.SD15)
-    again = get_plan(torch.tensor(sigmas), cache=cache, variant="tab", degree=3,
-                     time_map=DiscreteVPTime(schedules.SD15.sigmas.copy()))
+    first = get_plan(sigmas, Config(time_map=schedules.SD15), cache=cache)
+    again = get_plan(torch.tensor(sigmas), Config(time_map=DiscreteVPTime(schedules.SD15.sigmas.copy())), cache=cache)
     assert again is first and cache.info()[:3] == (1, 1, 1)
+    # The model's own time, where the configuration has none, is part of the key too: the same plan.
+    assert get_plan(sigmas, Config(), model_time_map=schedules.SD15, cache=cache) is first
     nudged = sigmas.copy()
     nudged[3] = np.nextafter(nudged[3], 0)
-    for key_change in [dict(sigmas=nudged), dict(degree=2), dict(variant="rhoab", time_map=None),
-                       dict(time_map=VPLinearTime()), dict(lower_order_final=False)]:
-        options = dict(sigmas=sigmas, variant="tab", degree=3, time_map=schedules.SD15) | key_change
-        assert get_plan(cache=cache, **options) is not first
+    assert get_plan(nudged, Config(time_map=schedules.SD15), cache=cache) is not first
+    for key_change in [dict(degree=2), dict(variant="rhoab"), dict(time_map=VPLinearTime()),
+                       dict(lower_order_final=False), dict(corrector=True, degree=2)]:
+        assert get_plan(sigmas, Config(time_map=schedules.SD15).replace(**key_change), cache=cache) is not first
     flow = schedules.flow_shift(20)
-    assert get_plan(flow, cache=cache, parameterisation="flow") is not get_plan(flow, cache=cache)
-    assert cache.info().misses == 8 and cache.info().size == 8
+    assert get_plan(flow, Config(), "flow", cache=cache) is not get_plan(flow, Config(), cache=cache)
+    assert cache.info()[:3] == (2, 9, 9)
 
 
 def test_cache_is_bounded_lru():
     cache = CoefficientCache(maxsize=3)
-    plans = [get_plan(schedules.edm(n), cache=cache) for n in (5, 6, 7)]
-    assert get_plan(schedules.edm(5), cache=cache) is plans[0]  # 5 is now most recent
-    get_plan(schedules.edm(8), cache=cache)  # evicts 6
+    plans = [get_plan(schedules.edm(n), Config(), cache=cache) for n in (5, 6, 7)]
+    assert get_plan(schedules.edm(5), Config(), cache=cache) is plans[0]  # 5 is now most recent
+    get_plan(schedules.edm(8), Config(), cache=cache)  # evicts 6
     assert cache.info().size == 3
-    assert get_plan(schedules.edm(5), cache=cache) is plans[0]
-    assert get_plan(schedules.edm(6), cache=cache) is not plans[1]
+    assert get_plan(schedules.edm(5), Config(), cache=cache) is plans[0]
+    assert get_plan(schedules.edm(6), Config(), cache=cache) is not plans[1]
 
 
 def test_cache_is_thread_safe():
@@ -200,7 +222,7 @@ def test_cache_is_thread_safe():
     def work(k):
         try:
             for n in range(50):
-                results.append((n % 6, get_plan(schedules.edm(5 + n % 6), cache=cache)))
+                results.append((n % 6, get_plan(schedules.edm(5 + n % 6), Config(), cache=cache)))
         except Exception as e:  # pragma: no cover - reported below
             errors.append(e)
 
@@ -233,31 +255,59 @@ def test_bad_sigmas_are_named(sigmas, message):
 
 
 BAD_OPTIONS = [
-    (dict(variant="dpmpp"), "unknown DEIS variant"),
-    (dict(degree=4), "degree must be an integer from 0 to 3"),
-    (dict(degree=-1), "degree must be"),
-    (dict(degree=2.5), "degree must be"),
-    (dict(degree=True), "degree must be"),
+    (dict(variant="dpmpp"), "variant 'dpmpp' is not one of tab, rhoab, logrhoab, ipndm"),
+    (dict(degree=4), "degree 4 is outside its range: degree must be from 0 to 3"),
+    (dict(degree=-1), "degree -1 is outside its range"),
+    (dict(degree=2.5), "degree must be an integer from 0 to 3"),
+    (dict(degree=True), "degree must be an integer"),
+    (dict(degree=float("nan")), "degree must be an integer"),
     (dict(parameterisation="vp"), "unknown parameterisation"),
-    (dict(variant="rhork", tableau="rk45"), "unknown Runge-Kutta tableau"),
-    (dict(variant="tab", tableau="rk4"), "tableau applies only"),
-    (dict(variant="rhork", degree=2), "degree applies to the multistep"),
-    (dict(variant="rhoab", time_map=VPLinearTime()), "time_map applies only to variant 'tab'"),
-    (dict(variant="rhork", time_map=VPLinearTime()), "time_map applies to the multistep variants"),
-    (dict(variant="rhork", lower_order_final=False), "lower_order_final applies"),
-    (dict(variant="ipndm_v"), "unknown DEIS variant 'ipndm_v'"),
-    (dict(max_amplification=0.5), "max_amplification must be a number of at least 1"),
-    (dict(s_noise=1.5), "s_noise = 1.5 scales noise that only eta above 0 adds"),
-    (dict(eta=1.0, s_noise=float("nan")), "s_noise must be a finite number"),
-    (dict(eta=1.0, s_noise=-1.0), "s_noise must be a finite number"),
-    (dict(variant="tab", time_map="sd15"), "time_map must be"),
+    (dict(variant="ipndm_v"), "variant 'ipndm_v' is not one of"),
+    (dict(variant=None), "variant None is not one of"),
+    (dict(max_amplification=0.5), "max_amplification 0.5 is outside its range"),
+    (dict(max_step_angle=0.0), "max_step_angle 0 is outside its range"),
+    (dict(max_step_angle=2.0), "max_step_angle 2 is outside its range"),
+    (dict(eta=1.5), "eta 1.5 is outside its range"),
+    (dict(eta=float("nan")), "eta must be a number"),
+    (dict(eta=1.0), "eta 1 needs integrand data"),
+    (dict(config="deis_sde", s_noise=float("nan")), "s_noise must be a number"),
+    (dict(config="deis_sde", s_noise=-1.0), "s_noise -1 is outside its range"),
+    (dict(time_map="sd15"), "time_map must be a deis.timemaps.TimeMap"),
+    (dict(corrector="yes"), "corrector must be True or False"),
+    (dict(config="deis_fast"), "unknown entry 'deis_fast'; the entries are deis_auto, deis_corrected, deis_sde"),
+    (dict(config=dict(degree=2)), "config must be a deis.Config"),
+    (dict(tableau="rk4"), "rhoRK is its own sampler: call deis.sample_deis_rk"),
+    (dict(corrector_max_step=1.0), "option 'corrector_max_step': it was removed"),
+    (dict(corrector_max_amplification=1.5), "option 'corrector_max_amplification': it was removed"),
+    (dict(steps=3), "unknown option 'steps'; the options are variant, degree"),
+    (dict(degree=3, corrector=True), "degree 3 with the corrector"),
 ]
 
 
 @pytest.mark.parametrize("options, message", BAD_OPTIONS)
 def test_bad_options_are_named(options, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=re.escape(message)):
         sample_deis(MIXTURE.denoiser(), noise(1, 1, 2, 2), karras(5), **options)
+
+
+def test_every_problem_is_named_at_once():
+    with pytest.raises(ValueError) as refused:
+        Config(degree=3, corrector=True, eta=0.5, integrand="v", max_step_angle=-1.0)
+    assert len(refused.value.problems) == 5
+    for words in ("max_step_angle -1 is outside", "degree 3 with the corrector", "eta 0.5 needs integrand data",
+                  "final_degree 1 with eta 0.5", "degree 3 is unstable with eta"):
+        assert words in str(refused.value)
+
+
+def test_an_option_the_configuration_does_not_use_is_ignored():
+    """time_map outside tAB, corrector_max_angle without the corrector and s_noise without eta do nothing: the
+    configuration is the one without them (one cache entry, one plan)."""
+    assert Config(variant="rhoab", time_map=VPLinearTime()) == Config(variant="rhoab")
+    assert Config(corrector_max_angle=0.3) == Config()
+    assert Config(s_noise=1.5) == Config()
+    assert Config(degree=1, integrand="data", final_degree=0, eta=0.5, s_noise=1.5).s_noise == 1.5
+    assert hash(Config(corrector_max_angle=0.3)) == hash(Config())
+    assert Config(degree=1, final_degree=2) == Config(degree=1, final_degree=1)  # never above degree
 
 
 @pytest.mark.parametrize("options", CONFIGS, ids=IDS)
@@ -272,9 +322,9 @@ def test_a_repeated_sigma_is_a_step_of_length_zero(options):
         calls.append(1)
         return MIXTURE.denoiser()(x, sigma)
 
-    expected = sample_deis(model, x, sigmas, disable=True, **options)
+    expected = sample(model, x, sigmas, options, disable=True)
     count = len(calls)
-    torch.testing.assert_close(sample_deis(model, x, repeated, disable=True, **options), expected, rtol=0, atol=0)
+    torch.testing.assert_close(sample(model, x, repeated, options, disable=True), expected, rtol=0, atol=0)
     assert len(calls) == 2 * count
 
 

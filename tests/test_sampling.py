@@ -10,7 +10,7 @@ import k_diffusion.sampling as K
 
 from benchmarks import schedules
 from benchmarks.problems import GAUSSIAN, MIXTURE, relative_error
-from deis import FlowTime, VPLinearTime, sample_deis
+from deis import Config, FlowTime, VPLinearTime, sample_deis, sample_deis_rk
 
 AB_VARIANTS = ("tab", "rhoab", "logrhoab")
 
@@ -19,13 +19,20 @@ def noise(*shape, seed=0):
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
+def run(model, x, sigmas, parameterisation="ve", tableau=None, **options):
+    """rhoRK with a tableau, else the multistep sampler on ``Config(**options)`` (the paper's tAB3 changed)."""
+    if tableau is not None:
+        return sample_deis_rk(model, x, sigmas, disable=True, tableau=tableau, parameterisation=parameterisation)
+    return sample_deis(model, x, sigmas, disable=True, parameterisation=parameterisation, config=Config(**options))
+
+
 @pytest.mark.parametrize("degree", [0, 1, 2, 3])
 @pytest.mark.parametrize("n", [4, 10, 25])
 def test_rhoab_is_k_diffusion_lms(degree, n):
     sigmas = K.get_sigmas_karras(n, 0.03, 14.6, device="cpu").double()[:-1]  # LMS's final step is x = D
     x = noise(2, 4, 8, 8) * sigmas[0]
     model = MIXTURE.denoiser()
-    ours = sample_deis(model, x, sigmas, disable=True, variant="rhoab", degree=degree)
+    ours = run(model, x, sigmas, variant="rhoab", degree=degree)
     lms = K.sample_lms(model, x, sigmas, disable=True, order=degree + 1)
     assert relative_error(ours, lms.numpy()) < 1e-5
 
@@ -38,7 +45,7 @@ def test_degree_zero_is_ddim_is_k_diffusion_euler(integrand, end_at_zero):
     sigmas = sigmas if end_at_zero else sigmas[:-1]
     x = noise(1, 3, 8, 8) * sigmas[0]
     model = MIXTURE.denoiser()
-    ours = sample_deis(model, x, sigmas, disable=True, variant="tab", degree=0, integrand=integrand, final_degree=0)
+    ours = run(model, x, sigmas, degree=0, integrand=integrand)
     euler = K.sample_euler(model, x, sigmas, disable=True)
     assert relative_error(ours, euler.numpy()) < 1e-12
 
@@ -69,8 +76,7 @@ def bulk_errors(problem, form, steps, **options):
         sigmas = rho / (1 + rho) if form == "flow" else rho
         x = z * float(sigmas[0])
         exact = reference(problem, form, x, sigmas[0], sigmas[-1])
-        out = sample_deis(problem.denoiser(form), x, torch.from_numpy(sigmas), disable=True,
-                          parameterisation=form, **options)
+        out = run(problem.denoiser(form), x, torch.from_numpy(sigmas), form, **options)
         errors.append(relative_error(out, exact))
     return errors
 
@@ -85,8 +91,7 @@ def full_errors(problem, form, steps, **options):
         sigmas = schedules.flow_shift(n) if form == "flow" else 80.0 * np.linspace(1, 0, n + 1) ** 3
         x = z if form == "flow" else z * float(sigmas[0])
         exact = reference(problem, form, x, sigmas[0], 0.0)
-        out = sample_deis(problem.denoiser(form), x, torch.from_numpy(sigmas), disable=True,
-                          parameterisation=form, **options)
+        out = run(problem.denoiser(form), x, torch.from_numpy(sigmas), form, **options)
         errors.append(relative_error(out, exact))
     return errors
 
@@ -155,14 +160,13 @@ def test_rhork_order_is_the_tableau_order_on_a_mixture(form, tableau, order):
 
 @pytest.mark.parametrize("variant", ["tab", "rhoab", "logrhoab", "ipndm", "rhork"])
 def test_flow_start_at_sigma_one_converges_to_the_exact_solution(variant):
-    options = {"tableau": "kutta3"} if variant == "rhork" else {"degree": 3}
+    options = {"tableau": "kutta3"} if variant == "rhork" else {"variant": variant}
     errors = []
     for n in (25, 100):
         sigmas = torch.from_numpy(schedules.flow_shift(n))
         x = noise(1, 2, 8, 8)
         exact = MIXTURE.reference(x.numpy(), 1.0, 0.0, "flow")
-        out = sample_deis(MIXTURE.denoiser("flow"), x, sigmas, disable=True, variant=variant,
-                          parameterisation="flow", **options)
+        out = run(MIXTURE.denoiser("flow"), x, sigmas, "flow", **options)
         assert torch.isfinite(out).all()
         errors.append(relative_error(out, exact))
     assert errors[1] < errors[0] / 3 and errors[1] < 2e-3, errors
@@ -172,19 +176,20 @@ def test_tab_uses_the_time_map_it_is_given_else_the_models_else_the_default():
     sigmas = torch.from_numpy(schedules.sd15_karras(8))
     x = noise(1, 1, 4, 4) * sigmas[0]
     model = MIXTURE.denoiser()
-    table = sample_deis(model, x, sigmas, disable=True, variant="tab", time_map=schedules.SD15)
-    vp = sample_deis(model, x, sigmas, disable=True, variant="tab", time_map=VPLinearTime())
-    default = sample_deis(model, x, sigmas, disable=True, variant="tab")
-    model_time = sample_deis(model, x, sigmas, disable=True, variant="tab", model_time_map=schedules.SD15)
-    given_wins = sample_deis(model, x, sigmas, disable=True, variant="tab", time_map=VPLinearTime(),
-                             model_time_map=schedules.SD15)
+
+    def tab(time_map=None, **options):
+        return sample_deis(model, x, sigmas, disable=True, config=Config(time_map=time_map), **options)
+
+    table, vp, default = tab(schedules.SD15), tab(VPLinearTime()), tab()
+    model_time = tab(model_time_map=schedules.SD15)
+    given_wins = tab(VPLinearTime(), model_time_map=schedules.SD15)
     assert torch.equal(vp, default) and torch.equal(table, model_time) and torch.equal(given_wins, vp)
     assert not torch.allclose(table, vp, rtol=1e-6, atol=0)
     flow_sigmas = torch.from_numpy(schedules.flow_shift(8))
     flow_default = sample_deis(MIXTURE.denoiser("flow"), x, flow_sigmas, disable=True, parameterisation="flow",
-                               variant="tab")
+                               config=Config())
     flow_time = sample_deis(MIXTURE.denoiser("flow"), x, flow_sigmas, disable=True, parameterisation="flow",
-                            variant="tab", time_map=FlowTime())
+                            config=Config(time_map=FlowTime()))
     assert torch.equal(flow_default, flow_time)
 
 

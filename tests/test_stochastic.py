@@ -16,7 +16,7 @@ import torch
 
 from benchmarks import schedules
 from benchmarks.problems import GaussianMixture
-from deis import get_plan, sample_deis, sample_deis_sde
+from deis import CoefficientCache, Config, get_plan, sample_deis, sample_deis_sde
 
 MEAN, STD = 0.7, 0.5
 DATA = GaussianMixture(means=(MEAN,), stds=(STD,))
@@ -29,7 +29,7 @@ def start_moments(form, sigma0):
     return alpha * MEAN, math.sqrt(alpha ** 2 * STD ** 2 + sigma0 ** 2)
 
 
-def exact_moments(form, steps, s_noise=1.0, **options):
+def exact_moments(form, steps, s_noise=1.0, config="deis_sde", **options):
     sigmas = SCHEDULES[form](steps)
     mean, std = start_moments(form, sigmas[0])
     x = torch.full((steps + 2, 1), mean, dtype=torch.float64)
@@ -43,7 +43,7 @@ def exact_moments(form, steps, s_noise=1.0, **options):
         return z
 
     out = sample_deis(DATA.denoiser(form), x, torch.from_numpy(sigmas), disable=True, parameterisation=form,
-                      s_noise=s_noise, noise_sampler=unit_draws, **options)
+                      s_noise=s_noise, noise_sampler=unit_draws, config=config, **options)
     response = (out[1:] - out[0]).ravel()
     return float(out[0]), float(response.pow(2).sum().sqrt())
 
@@ -65,9 +65,9 @@ def moment_error(form, steps, **options):
 #: The SDE's own kernel on the denoised value: degree 0 (DDIM with eta), deis_sde (no variant with eta > 0), the
 #: same in log rho (DPM-Solver++(2M) SDE Heun) and tAB1 with the corrector. Each ends with x = D (plus the last
 #: correction) at the last nonzero sigma.
-CONFIGS = {"degree-0": dict(variant="tab", degree=0, integrand="data", final_degree=0), "deis_sde": dict(),
-           "logrho-sde": dict(variant="logrhoab", degree=1, integrand="data", final_degree=0),
-           "corrected-sde": dict(variant="tab", degree=1, integrand="data", corrector=True, final_degree=0)}
+CONFIGS = {"degree-0": Config(degree=0, integrand="data"), "deis_sde": "deis_sde",
+           "logrho-sde": Config(variant="logrhoab", degree=1, integrand="data", final_degree=0),
+           "corrected-sde": Config(degree=1, integrand="data", corrector=True, final_degree=0)}
 
 
 @pytest.mark.parametrize("form", ["ve", "flow"])
@@ -77,7 +77,7 @@ def test_mean_and_std_converge_at_weak_order_one_or_more(form, eta, config):
     """Errors of the final mean and std at 50, 100, 200 steps shrink at least like 1 / steps (weak order one),
     and are below 4 % of the data's std at 200 steps."""
     steps = [50, 100, 200]
-    errors = [moment_error(form, n, eta=eta, **CONFIGS[config]) for n in steps]
+    errors = [moment_error(form, n, eta=eta, config=CONFIGS[config]) for n in steps]
     assert all(a > b for a, b in zip(errors, errors[1:])), errors
     # From 25 steps on the flow form is still pre-asymptotic (pairwise orders 0.1, 0.6, 0.8 for the
     # recommended configuration at eta = 0.5), so the order is read from the last halving.
@@ -100,14 +100,13 @@ def test_twenty_thousand_samples_have_the_datas_mean_and_std(form, eta):
     """Monte Carlo at 200 steps, within 4 standard errors of the exact moments plus the bias computed above."""
     n, steps = 20000, 200
     sigmas = SCHEDULES[form](steps)
-    options = CONFIGS["deis_sde"]
     mean0, std0 = start_moments(form, sigmas[0])
     generator = torch.Generator().manual_seed(0)
     x = mean0 + std0 * torch.randn(n, 1, dtype=torch.float64, generator=generator)
     out = sample_deis(DATA.denoiser(form), x, torch.from_numpy(sigmas), disable=True, parameterisation=form,
                       eta=eta, noise_sampler=lambda s, t: torch.randn(n, 1, dtype=torch.float64, generator=generator),
-                      **options)
-    bias = moment_error(form, steps, eta=eta, **options)
+                      config="deis_sde")
+    bias = moment_error(form, steps, eta=eta, config="deis_sde")
     mean_limit, std_limit = limit_moments(form, steps)
     assert abs(float(out.mean()) - mean_limit) < 4 * STD / math.sqrt(n) + bias
     assert abs(float(out.std()) - std_limit) < 4 * STD / math.sqrt(2 * n) + bias
@@ -118,13 +117,11 @@ def test_twenty_thousand_samples_have_the_datas_mean_and_std(form, eta):
 def test_as_eta_goes_to_zero_the_sde_step_becomes_the_ode_step(variant, corrector):
     """The SDE kernel d(rho^-(1 + eta)) and the noise sqrt(1 - (rho' / rho)^(2 eta)) tend to the ODE's as eta -> 0,
     each plan computed on its own (separate caches)."""
-    from deis import CoefficientCache
-
     sigmas = schedules.sd15_karras(9)
-    options = dict(variant=variant, degree=2, integrand="data", corrector=corrector, final_degree=0)
-    ode = get_plan(sigmas, cache=CoefficientCache(), **options)
+    config = Config(variant=variant, degree=2, integrand="data", corrector=corrector, final_degree=0)
+    ode = get_plan(sigmas, config, cache=CoefficientCache())
     for eta in (1e-3, 1e-6):
-        sde = get_plan(sigmas, cache=CoefficientCache(), eta=eta, **options)
+        sde = get_plan(sigmas, config.replace(eta=eta), cache=CoefficientCache())
         for a, b in zip(ode.steps, sde.steps):
             np.testing.assert_allclose(b.update.weights, a.update.weights, rtol=20 * eta, atol=20 * eta)
             np.testing.assert_allclose(b.update.x_scale, a.update.x_scale, rtol=20 * eta)
@@ -132,7 +129,7 @@ def test_as_eta_goes_to_zero_the_sde_step_becomes_the_ode_step(variant, correcto
                 np.testing.assert_allclose(b.correction, a.correction, rtol=20 * eta, atol=20 * eta)
             assert b.noise < 4 * math.sqrt(eta) * sigmas[0]
     assert all(step.noise == 0.0 for step in ode.steps)
-    assert any(step.noise > 0 for step in get_plan(sigmas, cache=CoefficientCache(), eta=1e-3, **options).steps)
+    assert any(step.noise > 0 for step in get_plan(sigmas, config.replace(eta=1e-3), cache=CoefficientCache()).steps)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
@@ -142,7 +139,7 @@ def test_flow_start_and_end_are_finite_in_every_dtype(dtype, config):
     sigmas = torch.from_numpy(schedules.flow_shift(10)).float()
     x = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(3)).to(dtype)
     out = sample_deis(DATA.denoiser("flow"), x, sigmas, disable=True, parameterisation="flow", eta=1.0,
-                      extra_args={"seed": 1}, **CONFIGS[config])
+                      extra_args={"seed": 1}, config=CONFIGS[config])
     assert out.dtype == dtype and torch.isfinite(out).all()
     assert abs(float(out.float().mean()) - MEAN) < 0.2
 
@@ -171,7 +168,7 @@ def test_each_sde_step_keeps_the_noise_level_of_x(form):
     param = get_parameterisation(form)
     sigmas = SCHEDULES[form](12)
     for eta in (0.3, 1.0):
-        plan = get_plan(sigmas, parameterisation=form, eta=eta, variant="tab", degree=1, integrand="data")
+        plan = get_plan(sigmas, Config(degree=1, integrand="data", final_degree=0, eta=eta), form)
         for i, step in enumerate(plan.steps[:-1]):
             level = (step.update.x_scale * sigmas[i]) ** 2 + step.noise ** 2
             assert level == pytest.approx(sigmas[i + 1] ** 2, rel=1e-12)
@@ -202,6 +199,6 @@ def test_the_data_form_sde_step_linear_in_log_rho_is_dpm_solver_plus_plus_2m_sde
                 x = x + draws[i] * sigmas[i + 1] * math.sqrt(-math.expm1(-2 * h * eta))
             old, h_last = denoised, h if sigmas[i + 1] > 0 else h_last
         it = iter(draws)
-        ours = sample_deis(model, x0, sigmas, disable=True, variant="logrhoab", degree=1, integrand="data",
-                           eta=eta, final_degree=0, noise_sampler=lambda s, t: next(it))
+        ours = sample_deis(model, x0, sigmas, disable=True, noise_sampler=lambda s, t: next(it),
+                           config=Config(variant="logrhoab", degree=1, integrand="data", final_degree=0, eta=eta))
         torch.testing.assert_close(ours, x, rtol=1e-12, atol=1e-12)

@@ -13,7 +13,7 @@ import torch
 
 from benchmarks import schedules
 from benchmarks.problems import MIXTURE, relative_error
-from deis import RECOMMENDED_STOCHASTIC, DiscreteVPTime, FlowTime, sample_deis
+from deis import DiscreteVPTime, FlowTime, sample_deis
 
 SCRIPT = __import__("pathlib").Path(__file__).resolve().parent.parent / "scripts" / "deis_webui.py"
 LABELS = ["DEIS auto", "DEIS corrected", "DEIS SDE"]
@@ -138,8 +138,8 @@ def test_the_registered_samplers_run_the_core_model_aware(webui, form):
     calls = []
     out = sde.func(model, x, sigmas=sigmas, extra_args={}, disable=True, callback=calls.append, eta=0.0)
     time_map = FlowTime() if form == "flow" else DiscreteVPTime(table.double().numpy())
-    expected = sample_deis(model, x, sigmas, disable=True, parameterisation=form, time_map=time_map,
-                           **{**RECOMMENDED_STOCHASTIC, "eta": 0.0})
+    expected = sample_deis(model, x, sigmas, disable=True, parameterisation=form, model_time_map=time_map,
+                           config="deis_sde", eta=0.0)
     torch.testing.assert_close(out, expected, rtol=0, atol=0)
     assert len(calls) == 10
     auto = samplers.all_samplers_map["DEIS auto"].constructor("sd_model").func(model, x, sigmas=sigmas, disable=True)
@@ -176,8 +176,8 @@ def test_the_stochastic_entry_takes_the_webuis_eta_and_s_noise(webui, form):
 
     out = sde(model, x, sigmas, disable=True, eta=0.5, s_noise=0.9, noise_sampler=noise_sampler())
     expected = sample_deis(model, x, sigmas, disable=True, parameterisation=form, s_noise=0.9,
-                           noise_sampler=noise_sampler(), **{**RECOMMENDED_STOCHASTIC, "eta": 0.5},
-                           time_map=FlowTime() if form == "flow" else DiscreteVPTime(
+                           noise_sampler=noise_sampler(), config="deis_sde", eta=0.5,
+                           model_time_map=FlowTime() if form == "flow" else DiscreteVPTime(
                                model.inner_model.predictor.sigmas))
     torch.testing.assert_close(out, expected, rtol=0, atol=0)
     ode = sde(model, x, sigmas, disable=True, eta=0.0)

@@ -1,0 +1,194 @@
+"""The ComfyUI nodes' logic, without ComfyUI: the pack loaded by path as ComfyUI loads it (tests/pack_loader.py).
+
+What a user sees: widgets whose ranges and tooltips come from the core's declaration (deis.OPTIONS), inputs that
+may be linked (ComfyUI validates a linked input as None), one message naming every problem of a setting, inputs
+that the chosen option does not use ignored, and help pages that list each input as its tooltip says.
+"""
+
+import itertools
+import logging
+
+import pytest
+import torch
+
+from help_pages import pages
+from pack_loader import load_pack
+
+PACK = load_pack()
+SAMPLERS = PACK.nodes.samplers
+CORE = PACK.deis
+NODES = PACK.nodes.NODE_CLASS_MAPPINGS
+
+
+def advanced_defaults():
+    return {name: spec[1]["default"] for name, spec in SAMPLERS.SamplerDEISAdvanced.INPUT_TYPES()["required"].items()}
+
+
+# --------------------------------------------------------------------------- linked inputs
+
+@pytest.mark.parametrize("node", list(NODES))
+def test_every_input_may_be_linked(node):
+    """ComfyUI hands VALIDATE_INPUTS None for a linked input; a node either has no VALIDATE_INPUTS (ComfyUI's own
+    checks then apply, and skip links) or accepts None in every input it takes."""
+    validate = getattr(NODES[node], "VALIDATE_INPUTS", None)
+    if validate is None:
+        return
+    import inspect
+
+    names = [n for n in inspect.signature(validate).parameters]
+    assert validate(**{name: None for name in names}) is True
+    assert len(names) == 1  # ComfyUI repeats a refusal once per input VALIDATE_INPUTS takes: once, here
+
+
+def test_sampler_deis_refuses_an_earlier_releases_method_once_naming_the_method_that_replaced_it():
+    message = SAMPLERS.SamplerDEIS.VALIDATE_INPUTS("auto")
+    assert message.startswith("Sampler DEIS: unknown method 'auto'") and "is method 'recommended' now" in message
+    assert SAMPLERS.SamplerDEIS.VALIDATE_INPUTS("corrected") is True
+
+
+# --------------------------------------------------------------------------- one message, every problem
+
+def test_sampler_deis_advanced_names_every_problem_in_one_message():
+    widgets = dict(advanced_defaults(), degree=3, eta=0.5, integrand="v", final_degree=2)
+    with pytest.raises(ValueError) as refused:
+        SAMPLERS.advanced_config(**widgets)
+    message = str(refused.value)
+    assert message.startswith("Sampler DEIS (advanced): (1) ")
+    for words in ("degree 3 with the corrector", "turn the corrector off", "eta 0.5 needs integrand data",
+                  "set integrand to data", "final_degree 2 with eta 0.5", "degree 3 is unstable with eta above 0"):
+        assert words in message, words
+    assert message.count("(") >= 4 and "True" not in message and "False" not in message  # the UI says true/false
+
+
+def test_a_single_problem_reads_as_one_sentence():
+    with pytest.raises(ValueError, match=r"^Sampler DEIS \(advanced\): degree 3 with the corrector"):
+        SAMPLERS.advanced_config(**dict(advanced_defaults(), degree=3))
+
+
+#: Values a widget can hold (ComfyUI keeps each within its min and max) and one beyond, as a link may bring.
+GRID = dict(variant=list(SAMPLERS.ADVANCED_VARIANTS), degree=[1, 2, 3], integrand=["eps", "v", "data"],
+            corrector=[False, True], final_degree=[0, 1, 2], eta=[0.0, 0.5])
+
+
+def test_every_widget_combination_runs_or_is_refused_with_the_nodes_name():
+    accepted = 0
+    for values in itertools.product(*GRID.values()):
+        widgets = dict(advanced_defaults(), **dict(zip(GRID, values)))
+        try:
+            config = SAMPLERS.advanced_config(**widgets)
+        except ValueError as error:
+            assert str(error).startswith("Sampler DEIS (advanced): "), error
+            continue
+        accepted += 1
+        assert isinstance(config, CORE.Config)
+        assert config.corrector == widgets["corrector"] and config.eta == widgets["eta"]
+        assert config.final_degree == min(widgets["final_degree"], widgets["degree"])
+    assert 0 < accepted < len(list(itertools.product(*GRID.values())))
+
+
+def test_sampler_deis_refuses_eta_where_the_method_cannot_carry_it():
+    for method in SAMPLERS.METHODS:
+        if method in SAMPLERS.METHODS_WITH_ETA:
+            assert SAMPLERS.method_sampler(method, 0.5).deis_pack
+        else:
+            with pytest.raises(ValueError, match=rf"^Sampler DEIS: eta 0.5 adds noise, which method {method}"):
+                SAMPLERS.method_sampler(method, 0.5)
+        assert SAMPLERS.method_sampler(method, 0.0).deis_pack
+    with pytest.raises(ValueError, match="further from the model's own samples than ComfyUI's euler_ancestral"):
+        SAMPLERS.method_sampler("DDIM", 1.0)
+
+
+def test_a_linked_eta_out_of_range_is_refused_when_the_node_runs():
+    with pytest.raises(ValueError, match="^Sampler DEIS: eta 1.5 is outside its range"):
+        SAMPLERS.method_sampler("recommended", 1.5)
+
+
+# --------------------------------------------------------------------------- inputs the choice does not use
+
+def test_an_input_the_chosen_option_does_not_use_is_ignored():
+    base = SAMPLERS.advanced_config(**advanced_defaults())
+    assert SAMPLERS.advanced_config(**dict(advanced_defaults(), s_noise=1.7)) == base  # eta is 0
+    off = dict(advanced_defaults(), corrector=False)
+    assert SAMPLERS.advanced_config(**dict(off, corrector_max_angle=0.3)) == SAMPLERS.advanced_config(**off)
+    assert SAMPLERS.advanced_config(**dict(advanced_defaults(), variant="rhoab")).time_map is None
+    options = SAMPLERS.scheduler_options("log_rho_uniform", kappa=3.0, power=9.0)
+    assert options == SAMPLERS.scheduler_options("log_rho_uniform", kappa=2.0, power=7.0)
+    assert SAMPLERS.scheduler_options("rho_polynomial", kappa=3.0, power=9.0)["power"] == 9.0
+
+
+def test_a_shape_out_of_range_is_refused_only_where_the_schedule_uses_it():
+    with pytest.raises(ValueError, match=r"^DEIS Scheduler: kappa must be from 0.5 to 8; got 9.0"):
+        SAMPLERS.scheduler_options("deis_time_quadratic", kappa=9.0, power=7.0)
+    SAMPLERS.scheduler_options("log_rho_uniform", kappa=9.0, power=7.0)
+
+
+# --------------------------------------------------------------------------- one declaration
+
+def test_sampler_deis_advanced_opens_on_deis_correcteds_sd_style_configuration():
+    assert SAMPLERS.advanced_config(**advanced_defaults()) == CORE.CONFIGURATIONS["deis_corrected"]["ve"]
+
+
+def test_widget_ranges_and_tooltips_come_from_the_declaration():
+    inputs = SAMPLERS.SamplerDEISAdvanced.INPUT_TYPES()["required"]
+    for name in SAMPLERS.ADVANCED_WIDGETS[1:]:
+        spec, declared = inputs[name][1], CORE.OPTIONS[name].metadata
+        meaning = declared["meaning"]
+        assert meaning[0].upper() + meaning[1:] in spec["tooltip"], name
+        if "min" in spec:
+            assert spec["min"] == (declared["off"] if declared["off"] is not None else
+                                   max(declared["low"], 1 if name == "degree" else declared["low"])), name
+            assert spec["max"] <= declared["high"] + 1e-9, name
+        if declared["choices"] is not None:
+            assert inputs[name][0] == list(declared["choices"]), name
+
+
+def test_a_changed_declaration_changes_the_widget(monkeypatch):
+    """The mutation the test above must catch: a meaning changed in the declaration alone reaches the tooltip."""
+    field = CORE.OPTIONS["final_degree"]
+    monkeypatch.setattr(field, "metadata", {**field.metadata, "meaning": "changed in one place"})
+    tooltip = SAMPLERS.SamplerDEISAdvanced.INPUT_TYPES()["required"]["final_degree"][1]["tooltip"]
+    assert "Changed in one place." in tooltip
+
+
+@pytest.mark.parametrize("path, expected", list(pages()), ids=lambda v: getattr(v, "name", "text"))
+def test_help_pages_list_each_input_as_its_tooltip_says(path, expected):
+    """The pages' inputs are the tooltips (written by tests/help_pages.py); a stale page fails here."""
+    assert path.read_text() == expected, f"{path.name} is stale: run bash dev.sh python tests/help_pages.py"
+
+
+def test_every_input_has_a_tooltip_and_the_help_page_shows_its_default():
+    for name, node in NODES.items():
+        for input_name, spec in node.INPUT_TYPES()["required"].items():
+            assert len(spec) > 1 and spec[1].get("tooltip"), (name, input_name)
+
+
+# --------------------------------------------------------------------------- the model's form
+
+class NoModelSampling:
+    inner_model = object()
+
+
+def test_a_model_whose_form_cannot_be_read_is_sampled_as_ve_with_one_warning(caplog):
+    info = PACK.nodes.model_info
+    info._warned.discard(("no model_sampling", "NoModelSampling"))
+    with caplog.at_level(logging.WARNING, logger="comfyui-deis"):
+        assert info.model_options(NoModelSampling()) == dict(parameterisation="ve")
+        assert info.model_options(NoModelSampling()) == dict(parameterisation="ve")
+    warnings = [r.getMessage() for r in caplog.records if "no model_sampling" in r.getMessage()]
+    assert len(warnings) == 1 and "NoModelSampling" in warnings[0] and "VE form" in warnings[0]
+
+
+def test_the_entries_run_without_comfyui():
+    """The KSampler entries' functions sample a k-diffusion denoiser (the VE form, with the warning above)."""
+    sigmas = torch.tensor([14.6, 5.0, 1.0, 0.2, 0.0], dtype=torch.float64)
+    x = torch.randn(1, 1, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 14.6
+
+    class Denoiser:
+        inner_model = object()
+
+        def __call__(self, x, sigma, **extra_args):
+            return x / (1 + sigma.reshape(-1, 1, 1, 1) ** 2)
+
+    for name, function in SAMPLERS.SAMPLER_FUNCTIONS.items():
+        out = function(Denoiser(), x, sigmas, disable=True, extra_args={"seed": 0})
+        assert torch.isfinite(out).all(), name
