@@ -8,15 +8,13 @@ The rule, written before it ran: Sampler DEIS keeps DDIM with eta only if it is 
 at the same eta in every cell; otherwise the node refuses that pair and says why.
 """
 
-import argparse
-from pathlib import Path
-
 import torch
 
 from benchmarks import stochastic
 from benchmarks.digits import load_data
 from benchmarks.families import FAMILIES
 from benchmarks.quality import frechet_distance
+from benchmarks.report import command
 
 STEPS = (10, 20)
 ETAS = (0.5, 1.0)
@@ -35,6 +33,7 @@ def samplers():
 
 @torch.no_grad()
 def measure():
+    stochastic.comfy_support.import_pack()
     data, results = load_data(), {}
     for family, kind, scheduler in stochastic.SETTINGS:
         model = stochastic.comfy_support.exact_model(kind, denoiser=FAMILIES[family].denoiser(
@@ -74,13 +73,7 @@ def markdown(results):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ddim_eta.md"))
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    text = markdown(measure())
-    print(text)
-    args.out.write_text(text)
+    command("benchmarks/results/ddim_eta.md", lambda: markdown(measure()))
 
 
 if __name__ == "__main__":

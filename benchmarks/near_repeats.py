@@ -16,7 +16,7 @@ Every error is the relative distance at sigma = 0 to the exact solution of the O
 mixture (benchmarks/problems.py), 2,000 samples.
 """
 
-import argparse
+import functools
 import os
 import sys
 from pathlib import Path
@@ -26,10 +26,21 @@ import torch
 
 from benchmarks import schedules
 from benchmarks.problems import GaussianMixture, relative_error
+from benchmarks.report import command
 
 MIXTURE = GaussianMixture(means=(-1.0, 0.3, 1.2), stds=(0.3, 0.2, 0.4))
 GAPS = (1e-2, 1e-4, 1e-6, 1e-9)
 ENTRIES = ("deis_auto", "deis_corrected")
+
+
+def base_schedule(form):
+    """SD1.5's karras, or a flow model's simple schedule (shift 3), at 20 steps."""
+    return schedules.flow_shift(20) if form == "flow" else schedules.sd15_karras(20)
+
+
+def with_near_repeat(sigmas, position, gap):
+    """``sigmas`` with ``sigmas[position] * (1 - gap)`` inserted after ``sigmas[position]``."""
+    return np.insert(sigmas, position + 1, sigmas[position] * (1 - gap))
 
 
 class RuleOff:
@@ -46,10 +57,15 @@ class RuleOff:
         self.function.__defaults__ = self.saved
 
 
+@functools.lru_cache(maxsize=None)
+def start_and_reference(form, sigma_max):
+    """2,000 starts at sigma_max and their exact ODE solutions at 0 (one solve for every schedule from there)."""
+    x = torch.randn(2000, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * sigma_max
+    return x, MIXTURE.reference(x.numpy(), sigma_max, 0.0, form)
+
+
 def error(deis, entry, form, sigmas, dtype=torch.float64, model_time_map=None):
-    torch.manual_seed(0)
-    x = torch.randn(2000, dtype=torch.float64) * float(sigmas[0])
-    reference = MIXTURE.reference(x.numpy(), float(sigmas[0]), 0.0, form)
+    x, reference = start_and_reference(form, float(sigmas[0]))
     denoiser = MIXTURE.denoiser(form)
     model = lambda x, sigma: denoiser(x.double(), sigma.double()).to(x.dtype)  # noqa: E731
     out = deis.sample_deis(model, x.to(dtype), torch.tensor(sigmas, dtype=dtype), disable=True, config=entry,
@@ -60,7 +76,8 @@ def error(deis, entry, form, sigmas, dtype=torch.float64, model_time_map=None):
 def stress(deis):
     """{(entry, form, dtype, gap, rule): worst error ratio over the positions}."""
     rows = {}
-    for form, base in (("ve", schedules.sd15_karras(20)), ("flow", schedules.flow_shift(20))):
+    for form in ("ve", "flow"):
+        base = base_schedule(form)
         time_map = deis.model_time_map(form, schedules.SD15.sigmas)
         for entry in ENTRIES:
             for dtype in (torch.float32, torch.float64):
@@ -69,7 +86,7 @@ def stress(deis):
                     for rule in ("with", "without"):
                         worst = 1.0
                         for position in range(1, len(base) - 1):
-                            sigmas = np.insert(base, position + 1, base[position] * (1 - gap))
+                            sigmas = with_near_repeat(base, position, gap)
                             if dtype == torch.float32 and np.float32(sigmas[position + 1]) == np.float32(
                                     sigmas[position]):
                                 continue  # an exact repeat in float32, dropped
@@ -144,18 +161,11 @@ def markdown(rows, cells):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/near_repeats.md"))
-    args = parser.parse_args()
-    torch.set_num_threads(1)
     import deis
     import deis.coefficients  # noqa: F401
 
-    rows = stress(deis)
-    cells = comfy_cells(deis) if os.environ.get("COMFYUI_PATH") else {}
-    text = markdown(rows, cells)
-    print(text)
-    args.out.write_text(text)
+    command("benchmarks/results/near_repeats.md", lambda: markdown(
+        stress(deis), comfy_cells(deis) if os.environ.get("COMFYUI_PATH") else {}))
 
 
 if __name__ == "__main__":

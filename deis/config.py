@@ -105,14 +105,19 @@ class Config:
 OPTIONS = {f.name: f for f in dataclasses.fields(Config)}
 
 
+def problem_list(problems):
+    """One problem as its sentence; several numbered, one a line (ComfyUI's error report keeps the lines)."""
+    if len(problems) == 1:
+        return problems[0]
+    return f"{len(problems)} problems:\n" + "\n".join(f"({k}) {p}" for k, p in enumerate(problems, 1))
+
+
 class ConfigError(ValueError):
     """Every problem of a configuration, each a sentence that names the option and a value that works."""
 
     def __init__(self, problems):
         self.problems = list(problems)
-        super().__init__(self.problems[0] if len(self.problems) == 1 else
-                         f"{len(self.problems)} problems: " + " ".join(
-                             f"({k}) {p}" for k, p in enumerate(self.problems, 1)))
+        super().__init__(problem_list(self.problems))
 
 
 #: Options of earlier releases, and what to use instead.

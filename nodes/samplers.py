@@ -17,6 +17,7 @@ import torch
 
 from ..deis import (CONFIGURATIONS, ENTRIES, OPTIONS, Config, ConfigError, VPLinearTime, configure, sample_deis,
                     sample_deis_rk)
+from ..deis.config import problem_list
 from ..deis.schedules import log_rho_uniform, rho_polynomial, time_uniform
 from .model_info import model_options, parameterisation_of, time_map_of
 
@@ -42,9 +43,7 @@ class SettingsError(ValueError):
     """A node's settings that cannot run: one message for every problem, prefixed by the node's name."""
 
     def __init__(self, node, problems):
-        problems = list(problems)
-        text = problems[0] if len(problems) == 1 else " ".join(f"({k}) {p}" for k, p in enumerate(problems, 1))
-        super().__init__(f"{node}: {text}")
+        super().__init__(f"{node}: {problem_list(list(problems))}")
 
 
 def comfy_sampler(config, **changes):
@@ -135,9 +134,15 @@ def method_problems(method):
     """Sampler DEIS's method alone: a known method, or an earlier release's value and the method that replaced it."""
     if method is None or method in METHODS:  # None: linked, known when the node runs
         return []
-    earlier = (f" (a Sampler DEIS saved by an earlier release: its variant {method!r} is method "
-               f"{EARLIER_VARIANTS[method]!r} now)" if method in EARLIER_VARIANTS else "")
-    return [f"unknown method {method!r}{earlier}; set method to one of {', '.join(METHODS)}"]
+    if method in EARLIER_VARIANTS:
+        return [f"method {method!r} is from a Sampler DEIS saved by an earlier release; it is method "
+                f"{EARLIER_VARIANTS[method]!r} now: set method to {EARLIER_VARIANTS[method]}"]
+    return [f"unknown method {method!r}; set method to one of {listed(METHODS)}"]
+
+
+def listed(names):
+    """Names joined with slashes: a method's name may hold a comma ("tAB3, the paper's")."""
+    return " / ".join(names)
 
 
 def method_sampler(method, eta):
@@ -146,7 +151,7 @@ def method_sampler(method, eta):
     if not problems and eta and METHODS[method].sde is None:
         because = f" ({NO_ETA_BECAUSE[method]})" if method in NO_ETA_BECAUSE else ""
         problems.append(f"eta {eta:g} adds noise, which method {method} cannot carry{because}; set eta to 0, or "
-                        f"method to one of {', '.join(METHODS_WITH_ETA)}")
+                        f"method to {listed(METHODS_WITH_ETA)}")
     if problems:
         raise SettingsError("Sampler DEIS", problems)
     chosen = METHODS[method]
@@ -178,7 +183,7 @@ class SamplerDEIS:
             "method": (list(METHODS), {"default": "recommended", "tooltip": " ".join(
                 f"{name}: {text}." for name, text in METHOD_TEXT.items())}),
             "eta": widget("eta", 0.0, step=0.05, tooltip=sentence(OPTIONS["eta"].metadata["meaning"]) +
-                          f" Only with methods {', '.join(METHODS_WITH_ETA)}; the others refuse it."),
+                          f" Only with method {listed(METHODS_WITH_ETA)}; the others refuse it."),
         }}
 
     @classmethod
@@ -263,7 +268,8 @@ class SamplerDEISAdvanced:
                 "The variable the polynomial is fitted in. " + " ".join(
                     f"{name}: {text}." for name, text in VARIANT_TEXT.items()))),
             "degree": widget("degree", OPENS_ON.degree, low=1, tooltip=sentence(OPTIONS["degree"].metadata["meaning"])
-                             + " With the corrector, or eta above 0, at most 2; 0, DDIM, is a method of Sampler DEIS."),
+                             + " Here 1 to 3, and with the corrector or eta above 0 at most 2; for degree 0 use Sampler "
+                               "DEIS's method DDIM."),
         }
         steps = {"max_amplification": 0.05, "max_step_angle": 0.05, "corrector_max_angle": 0.05, "eta": 0.05,
                  "s_noise": 0.01}

@@ -513,7 +513,8 @@ def test_the_advanced_node_with_its_help_pages_settings_is_deis_corrected(comfy,
     import re
 
     samplers, model = comfy.pack.nodes.samplers, models[kind]
-    widgets = {name: spec[1]["default"] for name, spec in samplers.SamplerDEISAdvanced.INPUT_TYPES()["required"].items()}
+    inputs = samplers.SamplerDEISAdvanced.INPUT_TYPES()["required"]
+    widgets = {name: spec[1]["default"] for name, spec in inputs.items()}
     if kind == "flow":
         page = " ".join((comfy_support.REPO / "web" / "docs" / "SamplerDEISAdvanced.md").read_text().split())
         settings = re.search(r"On flow models \*\*deis_corrected\*\* is: (.*?)\. ", page).group(1)
@@ -548,7 +549,8 @@ def test_comfyuis_schedulers_have_near_repeats_only_where_expected(comfy):
                 sigmas = comfy.samplers.calculate_sigmas(model_sampling, scheduler, steps).double().numpy()
                 sigmas = sigmas[np.append(True, np.diff(sigmas) != 0)]
                 for entry in deis.ENTRIES:
-                    plan = deis.get_plan(sigmas, deis.named_config(entry, form(kind)), **comfy_support.model_form(model))
+                    config = deis.named_config(entry, form(kind))
+                    plan = deis.get_plan(sigmas, config, **comfy_support.model_form(model))
                     if any(0.0 in tuple(step.update.weights)[:-1] + tuple(step.correction or ())[:-1]
                            for step in plan.steps):
                         left_out.add((kind, scheduler))

@@ -314,7 +314,7 @@ def test_a_refused_setting_stops_the_run_with_one_message_naming_every_problem(s
     errors = [data for kind, data in entry["status"]["messages"] if kind == "execution_error"]
     assert len(errors) == 1
     message = errors[0]["exception_message"]
-    assert message.startswith("Sampler DEIS (advanced): (1) ")
+    assert message.startswith("Sampler DEIS (advanced): 4 problems:\n(1) ") and message.count("\n(") == 4
     for words in ("degree 3 with the corrector", "eta 0.5 needs integrand data", "final_degree 2 with eta 0.5"):
         assert words in message, message
 

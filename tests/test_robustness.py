@@ -71,7 +71,8 @@ def test_a_single_step_is_ddim(options, sigma_next):
     out = sample(model, x, torch.tensor([10.0, sigma_next], dtype=torch.float64), options, disable=True)
     denoised = model(x, torch.full([2], 10.0, dtype=torch.float64))
     ddim = denoised + sigma_next / 10.0 * (x - denoised)
-    if getattr(config_of(options), "integrand", None) == "v" and sigma_next > 0:  # v's degree 0 is exact for N(0, 1) data, not DDIM
+    # v's degree 0 is exact for N(0, 1) data, not DDIM
+    if getattr(config_of(options), "integrand", None) == "v" and sigma_next > 0:
         exact = MIXTURE.reference(x.numpy(), 10.0, 2.0)
         assert relative_error(out, exact) < relative_error(ddim, exact)
     elif options == "rk4" and sigma_next > 0:  # one RK4 step: better than DDIM
