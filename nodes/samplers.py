@@ -267,9 +267,9 @@ class SamplerDEISAdvanced:
             "variant": widget("variant", widget_value(OPENS_ON, "variant"), choices=ADVANCED_VARIANTS, tooltip=(
                 "The variable the polynomial is fitted in. " + " ".join(
                     f"{name}: {text}." for name, text in VARIANT_TEXT.items()))),
-            "degree": widget("degree", OPENS_ON.degree, low=1, tooltip=sentence(OPTIONS["degree"].metadata["meaning"])
-                             + " Here 1 to 3, and with the corrector or eta above 0 at most 2; for degree 0 use Sampler "
-                               "DEIS's method DDIM."),
+            "degree": widget("degree", OPENS_ON.degree, low=1, tooltip=sentence(
+                OPTIONS["degree"].metadata["meaning"]) + " Here 1 to 3, and with the corrector or eta above 0 at most "
+                                                         "2; for degree 0 use Sampler DEIS's method DDIM."),
         }
         steps = {"max_amplification": 0.05, "max_step_angle": 0.05, "corrector_max_angle": 0.05, "eta": 0.05,
                  "s_noise": 0.01}
