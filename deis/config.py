@@ -250,8 +250,18 @@ def named_config(entry, parameterisation):
 
 
 def configure(config, parameterisation, **changes):
-    """A ``Config`` from an entry name or a ``Config``, for a form, with some options changed."""
+    """A ``Config`` from an entry name or a ``Config``, for a form, with some options changed. A call of an earlier
+    release that now means something else is refused with what to call instead."""
     base = named_config(config, parameterisation) if isinstance(config, str) else config
     if not isinstance(base, Config):
         raise ConfigError([f"config must be a deis.Config or one of {', '.join(ENTRIES)}; got {config!r}"])
-    return base.replace(**changes) if changes else base
+    if changes.get("variant") == "rhork":
+        raise ConfigError([REMOVED_OPTIONS["tableau"]])
+    try:
+        return base.replace(**changes) if changes else base
+    except ConfigError as error:
+        if changes.get("eta") and not base.eta:
+            error.problems.append("for the stochastic entry call deis.sample_deis_sde(..., eta=...), or pass "
+                                  "config=\"deis_sde\"")
+            raise ConfigError(error.problems) from None
+        raise

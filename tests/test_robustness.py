@@ -271,6 +271,8 @@ BAD_OPTIONS = [
     (dict(eta=1.5), "eta 1.5 is outside its range"),
     (dict(eta=float("nan")), "eta must be a number"),
     (dict(eta=1.0), "eta 1 needs integrand data"),
+    (dict(eta=0.5), "for the stochastic entry call deis.sample_deis_sde(..., eta=...)"),
+    (dict(variant="rhork"), "rhoRK is its own sampler: call deis.sample_deis_rk"),
     (dict(config="deis_sde", s_noise=float("nan")), "s_noise must be a number"),
     (dict(config="deis_sde", s_noise=-1.0), "s_noise -1 is outside its range"),
     (dict(time_map="sd15"), "time_map must be a deis.timemaps.TimeMap"),
