@@ -9,8 +9,8 @@ of the same polynomial is left out of it. "Without" sets that share to 0, the pl
 1. Stress: SD1.5's karras and a flow model's simple schedule (shift 3) at 20 steps, with one sigma inserted at a
    relative gap of 1e-2 to 1e-9 below each sigma in turn; the worst error over the positions, as a multiple of the
    error without the inserted sigma, for each entry, in float32 and float64.
-2. With COMFYUI_PATH: the ComfyUI schedules on which the rule leaves a node out (linear_quadratic; on EDM, SVD and
-   Stable Audio also deis_time_quadratic and beta), the error with the rule over the error without it.
+2. With COMFYUI_PATH: the ComfyUI schedules on which the rule leaves a node out (linear_quadratic), the error
+   with the rule over the error without it.
 
 Every error is the relative distance at sigma = 0 to the exact solution of the ODE of a three-component Gaussian
 mixture (benchmarks/problems.py), 2,000 samples.
@@ -47,14 +47,13 @@ class RuleOff:
     """The plain rule of earlier releases in the core package ``deis``: no node is left out."""
 
     def __init__(self, deis):
-        self.function = deis.coefficients.step_nodes
+        self.module = deis.coefficients
 
     def __enter__(self):
-        self.saved = self.function.__defaults__
-        self.function.__defaults__ = (0.0,)
+        self.saved, self.module.MIN_NODE_SPACING = self.module.MIN_NODE_SPACING, 0.0
 
     def __exit__(self, *exc):
-        self.function.__defaults__ = self.saved
+        self.module.MIN_NODE_SPACING = self.saved
 
 
 @functools.lru_cache(maxsize=None)
@@ -115,7 +114,7 @@ def comfy_cells(deis):
         model = comfy_support.exact_model(kind)
         form = comfy_support.form_of(kind)
         info = comfy_support.model_form(model)
-        for scheduler in ("linear_quadratic", "deis_time_quadratic", "beta"):
+        for scheduler in ("linear_quadratic",):
             for steps in (5, 8, 10, 15, 20, 30, 50):
                 sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), scheduler,
                                                          steps).double().numpy()

@@ -51,7 +51,7 @@ def cold_plan(config, form, sigmas):
     param = get_parameterisation(form)
     if isinstance(config, str):
         return runge_kutta_plan(host_sigmas(sigmas), config, param)
-    return multistep_plan(host_sigmas(sigmas), config.replace(time_map=tab_time(config, param)), param)
+    return multistep_plan(host_sigmas(sigmas), config, param, tab_time(config, param))
 
 
 def cached_plan(config, form, sigmas, cache):

@@ -134,8 +134,6 @@ FEW_STEPS = 15
 #: The absolute sum of the constant-step Adams-Bashforth weights of each degree over their sum: how much a
 #: multistep formula of that degree amplifies an error in its history when its steps are even.
 AB_AMPLIFICATION = tuple(float(np.abs(w).sum()) for w in ADAMS_BASHFORTH)
-#: ... and of the constant-step Adams-Moulton weights (a correction of degree r).
-AM_AMPLIFICATION = tuple(float(np.abs(w).sum()) for w in ADAMS_MOULTON)
 
 
 #: Allowance for round-off when an amplification is compared with its bound: even steps' weights meet the
@@ -302,22 +300,40 @@ def lagrange_integrals(variable, rho, steps, nodes, integrand="eps", power=1.0):
 #: variable, is a near-repeat and is left out of it: two nearly equal nodes carry one value twice, and the Lagrange
 #: weights on them grow like the inverse of their distance, multiplying the model's round-off and the corrector's
 #: misalignment (a sigma repeated at a relative gap of 1e-6 made weights of 2e5). Of ComfyUI's schedulers at 5 to
-#: 50 steps, linear_quadratic has such nodes (where its linear part meets its quadratic one), and deis_time_quadratic
-#: on continuous-time models (EDM, SVD, Stable Audio) from 20 steps (its last sigmas within 0.4 to 3 % of each other).
+#: 50 steps, only linear_quadratic has such nodes (where its linear part meets its quadratic one).
 MIN_NODE_SPACING = 0.1
 
 
-def step_nodes(spacing, usable, newest, start, count, share=MIN_NODE_SPACING):
-    """The nodes of the polynomial for the step from ``start`` to ``start + 1``: up to ``count`` schedule indices,
-    newest first from ``newest`` (``start`` for the predictor, ``start + 1`` for its correction) back to the first
-    that is not ``usable`` (finite in the interpolation variable), each at least ``share`` times the step's length
-    away from the newer node before it, in ``spacing`` (log rho; rho for the step into rho = 0)."""
-    least = share * abs(spacing[start + 1] - spacing[start])
+def step_nodes(at_nodes, newest, length, count):
+    """The nodes of a step's polynomial: up to ``count`` schedule indices, newest first from ``newest`` (the step's
+    start for the predictor, its end for the correction) back to the first not finite in the variable, each at
+    least ``MIN_NODE_SPACING`` times the step's ``length`` away from the newer node before it (``at_nodes``: the
+    variable at each sigma)."""
+    return _spaced(at_nodes, newest, count, lambda j, k: MIN_NODE_SPACING * length)
+
+
+def zero_step_nodes(rho, count):
+    """The nodes of the step into rho = 0, a polynomial in rho from the last sigma back. That step is as long as
+    where it starts, so a gap is measured against the steps on its two sides instead: a near-repeat is a gap under
+    ``MIN_NODE_SPACING`` times the shorter of them (the last sigmas of a dense schedule are close, and evenly so)."""
+    n = len(rho) - 1
+    steps = np.abs(np.diff(rho))  # steps[j]: from sigma j to sigma j + 1, the last one into 0
+
+    def least(j, k):
+        older = steps[j - 1] if j > 0 and np.isfinite(steps[j - 1]) else np.inf
+        return MIN_NODE_SPACING * min(steps[k], older)
+
+    return _spaced(rho, n - 1, count, least)
+
+
+def _spaced(values, newest, count, least):
+    """Up to ``count`` indices from ``newest`` back, finite in ``values``, each at least ``least(j, k)`` from the
+    newer chosen index ``k``."""
     nodes = [newest]
     for j in range(newest - 1, -1, -1):
-        if len(nodes) == count or not usable[j]:
+        if len(nodes) == count or not np.isfinite(values[j]):
             break
-        if abs(spacing[j] - spacing[nodes[-1]]) >= least:
+        if abs(values[j] - values[nodes[-1]]) >= least(j, nodes[-1]):
             nodes.append(j)
     return tuple(nodes)
 

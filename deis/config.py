@@ -6,8 +6,8 @@ and tooltips and the help pages all read the declaration below (``OPTIONS``).
 
 An option that the rest of the configuration does not use is ignored, as its meaning says (``time_map``
 with a variant other than tAB, the corrector's limits with the corrector off, ``s_noise`` with ``eta``
-0): it is reset to its default, and ``final_degree`` above ``degree`` is taken as ``degree``, so two
-configurations that run the same method are equal.
+0), and ``final_degree`` above ``degree`` is taken as ``degree``. A configuration keeps the values it was
+given (so changing one option never loses another); ``plan_key`` is what the coefficients depend on.
 
 ``CONFIGURATIONS`` holds the named configurations of the pack's entries, one for each form (``"ve"``:
 SD-style models, ``alpha = 1``; ``"flow"``: rectified-flow models, ``alpha = 1 - sigma``).
@@ -23,7 +23,7 @@ import numpy as np
 from .coefficients import INTEGRANDS, MAX_DEGREE
 from .timemaps import FlowTime, TimeMap, VPLinearTime
 
-MULTISTEP_VARIANTS = ("tab", "rhoab", "logrhoab", "ipndm")
+VARIANTS = ("tab", "rhoab", "logrhoab", "ipndm")
 #: A cubic step into sigma = 0 diverges on flow models at 10 steps (80 times deis's error).
 MAX_FINAL_DEGREE = 2
 #: A cubic predictor corrected at degree 4 is further from the exact result at 20 steps than DDIM at 10 on the
@@ -32,11 +32,12 @@ MAX_CORRECTED_DEGREE = 2
 RIGHT_ANGLE = math.pi / 2
 
 
-def option(default, meaning, *, choices=None, low=None, high=None, off=None, kind=None):
-    """Declare one option: its default, a one-line meaning, and either ``choices`` or a range ``[low, high]``
-    (``off``: the value that turns a limit off, None in Python). ``kind`` is its Python type."""
-    return field(default=default, metadata=dict(meaning=meaning, choices=choices, low=low, high=high, off=off,
-                                                kind=kind or type(default)))
+def option(default, meaning, *, choices=None, low=None, high=None, above=False, off=None, kind=None):
+    """Declare one option: its default, a one-line meaning, and either ``choices`` or a range from ``low`` (or
+    ``above`` it) to ``high``; ``off``: the widget value that turns a limit off, None in Python. ``kind`` is its
+    Python type."""
+    return field(default=default, metadata=dict(meaning=meaning, choices=choices, low=low, high=high, above=above,
+                                                off=off, kind=kind or type(default)))
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class Config:
     variant: str = option(
         "tab", "the variable the polynomial is fitted in: tab, the model's own time (the paper's tAB); rhoab, "
         "sigma/alpha; logrhoab, log(sigma/alpha); ipndm, sigma/alpha with the fixed weights of even steps",
-        choices=MULTISTEP_VARIANTS)
+        choices=VARIANTS)
     degree: int = option(
         3, "the polynomial's degree: 3 is the paper's tAB3, 0 is DDIM; higher is more accurate on smooth "
         "problems and less steady at few steps", low=0, high=MAX_DEGREE)
@@ -67,26 +68,28 @@ class Config:
         True, "with fewer than 15 steps, the step before the step into sigma = 0 is at most degree 1")
     max_amplification: Optional[float] = option(
         None, "on uneven steps, lower a step's degree until its weights amplify an error in the history at most "
-              "this many times as much as even steps' weights do", low=1.0, high=math.inf, off=0.0, kind=float)
+              "this many times as much as even steps' weights do", low=1.0, high=4.0, off=0.0, kind=float)
     max_step_angle: Optional[float] = option(
         None, "a step (before the step into sigma = 0) that spans more than this angle of arctan(sigma/alpha), in "
               "radians (pure noise to data is 1.57), is taken at degree 0 and not corrected",
-        low=0.0, high=RIGHT_ANGLE, off=0.0, kind=float)
+        low=0.0, above=True, high=RIGHT_ANGLE, off=0.0, kind=float)
     corrector_max_angle: Optional[float] = option(
         None, "with the corrector: no correction of a step that spans more than this angle of arctan(sigma/alpha)",
-        low=0.0, high=RIGHT_ANGLE, off=0.0, kind=float)
+        low=0.0, above=True, high=RIGHT_ANGLE, off=0.0, kind=float)
     eta: float = option(
         0.0, "noise added back each step: 0 samples the ODE (the same image from the same noise), 1 the full "
              "reverse SDE", low=0.0, high=1.0)
     s_noise: float = option(
-        1.0, "with eta above 0: the scale of the noise it adds; 1 is exact", low=0.0, high=math.inf)
+        1.0, "with eta above 0: the scale of the noise it adds; 1 is exact", low=0.0, high=2.0)
 
     def __post_init__(self):
         problems = list(config_problems(self))
         if problems:
             raise ConfigError(problems)
-        for name, value in normalised(self).items():
-            object.__setattr__(self, name, value)
+        for name, spec in OPTIONS.items():  # numbers as Python's own, so that equal values hash equal
+            value = getattr(self, name)
+            if spec.metadata["kind"] in (int, float, bool) and value is not None:
+                object.__setattr__(self, name, spec.metadata["kind"](value))
 
     def replace(self, **changes):
         """This configuration with some options changed, checked again."""
@@ -95,10 +98,18 @@ class Config:
             raise ConfigError([unknown_option(name) for name in unknown])
         return dataclasses.replace(self, **changes)
 
-    def describe(self):
-        """The options that differ from ``Config()``, as ``name=value`` (for logs and tables)."""
-        return ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self)
-                         if getattr(self, f.name) != f.default) or "the paper's tAB3"
+    @property
+    def step_into_zero_degree(self):
+        """``final_degree``, never above ``degree``."""
+        return min(self.final_degree, self.degree)
+
+    def plan_key(self, time_map):
+        """What the coefficients depend on, with tAB's time as the plan takes it (``plan.tab_time``): the options
+        that act, each as it acts (``s_noise`` only scales noise; an unused option counts as unset)."""
+        used = dict(self.__dict__, time_map=time_map, final_degree=self.step_into_zero_degree, s_noise=None)
+        if not self.corrector:
+            used["corrector_max_angle"] = None
+        return tuple(used[name] for name in OPTIONS)
 
 
 #: The declaration: each option's name, default, range or choices and meaning (``dataclasses.Field``).
@@ -144,9 +155,9 @@ def _is_number(value):
 
 
 def _range_text(spec):
-    low, high, off = spec["low"], spec["high"], spec["off"]
-    text = f"from {low:g} to {high:g}" if math.isfinite(high) else f"of at least {low:g}"
-    return text + (" (None: off)" if off is not None else "")
+    text = f"{'above' if spec['above'] else 'from'} {spec['low']:g} {'and at most' if spec['above'] else 'to'} " \
+           f"{spec['high']:.3g}"
+    return text if spec["off"] is None else f"off, or {text}"
 
 
 def value_problem(name, value):
@@ -159,7 +170,7 @@ def value_problem(name, value):
         return None
     if spec["kind"] is bool:
         if not isinstance(value, (bool, np.bool_)):
-            return f"{name} must be True or False (on or off); got {value!r}"
+            return f"{name} must be on or off (True or False); got {value!r}"
         return None
     if spec["kind"] is TimeMap:
         if value is not None and not isinstance(value, TimeMap):
@@ -168,13 +179,11 @@ def value_problem(name, value):
     if value is None and spec["off"] is not None:
         return None
     integer = spec["kind"] is int
-    if not (_is_int(value) if integer else _is_number(value)) or math.isnan(value):
+    if not (_is_int(value) if integer else _is_number(value)) or not math.isfinite(value):
         kind = "an integer" if integer else "a number"
         return f"{name} must be {kind} {_range_text(spec)}; got {value!r}; set {name} to {default!r}"
     low, high = spec["low"], spec["high"]
-    # An angle or a cap of exactly its lower end does nothing or cannot be met: above it, up to the top.
-    open_below = spec["off"] is not None and name != "max_amplification"
-    if value < low or value > high or (open_below and value <= low):
+    if value < low or value > high or (spec["above"] and value <= low):
         return f"{name} {value:g} is outside its range: {name} must be {_range_text(spec)}"
     return None
 
@@ -195,32 +204,11 @@ def config_problems(config):
         if c.integrand != "data":
             yield (f"eta {c.eta:g} needs integrand data: with fresh noise in every step the predicted noise and the "
                    f"v-prediction are too rough to extrapolate; set integrand to data, or eta to 0")
-        if min(c.final_degree, c.degree) > 0:
+        if c.step_into_zero_degree > 0:
             yield (f"final_degree {c.final_degree} with eta {c.eta:g} extrapolates the added noise into sigma = 0; "
                    f"set final_degree to 0, or eta to 0")
         if c.degree > 2:
             yield f"degree {c.degree} is unstable with eta above 0; set degree to 2 or less, or eta to 0"
-
-
-def normalised(config):
-    """Numbers as Python floats and ints, and the options the configuration does not use at their defaults."""
-    values = {}
-    for name, spec in OPTIONS.items():
-        value = getattr(config, name)
-        kind = spec.metadata["kind"]
-        if kind in (int, float, bool) and value is not None:
-            values[name] = kind(value)
-    if _is_int(config.degree) and _is_int(config.final_degree):
-        values["final_degree"] = min(int(config.final_degree), int(config.degree))
-    unused = []
-    if config.variant != "tab":
-        unused.append("time_map")
-    if not config.corrector:
-        unused.append("corrector_max_angle")
-    if not config.eta:
-        unused.append("s_noise")
-    values.update({name: OPTIONS[name].default for name in unused})
-    return values
 
 
 #: The pack's entries: for each, the configuration of each form (README, "Evidence", says how each was chosen;

@@ -46,7 +46,7 @@ import numpy as np
 
 from .cache import default_cache
 from .coefficients import (FEW_STEPS, FINAL_STEP_MAX_RHO, RHO, TABLEAUS, capped_degrees, lagrange_integrals,
-                           multistep_weights, nodes_of, step_nodes, variable_of)
+                           multistep_weights, nodes_of, step_nodes, variable_of, zero_step_nodes)
 from .config import Config, ConfigError
 from .parameterisation import get_parameterisation
 from .timemaps import default_time_map
@@ -57,8 +57,8 @@ Update = namedtuple("Update", "x_scale d_scale weights")
 #: ``eps_hat`` (the step into sigma = 0); ``keep_eps_hat``: ``(1 / sigma, alpha / sigma)`` where the step
 #: into sigma = 0 needs this point's ``eps_hat``, else None.
 Step = namedtuple("Step", "slope correction update noise on_eps_hat keep_eps_hat")
-#: A multistep plan: its steps, how many slopes the loop keeps, and the configuration it was made for.
-Plan = namedtuple("Plan", "steps history config")
+#: A multistep plan: its steps, and how many slopes the loop keeps.
+Plan = namedtuple("Plan", "steps history")
 Stage = namedtuple("Stage", "sigma_index slope update")
 RungeKuttaStep = namedtuple("RungeKuttaStep", "slope stages update")
 RungeKuttaPlan = namedtuple("RungeKuttaPlan", "steps stage_sigmas tableau")
@@ -116,10 +116,10 @@ def get_plan(sigmas, config, parameterisation="ve", model_time_map=None, cache=N
     param = get_parameterisation(parameterisation)
     sigmas = host_sigmas(sigmas)
     param.check_sigmas(sigmas)
-    config = config.replace(time_map=tab_time(config, param, model_time_map))
+    time_map = tab_time(config, param, model_time_map)
     cache = default_cache if cache is None else cache
-    return cache.get(("multistep", config, param.name, sigmas.tobytes()),
-                     lambda: multistep_plan(sigmas, config, param))
+    return cache.get(("multistep", config.plan_key(time_map), param.name, sigmas.tobytes()),
+                     lambda: multistep_plan(sigmas, config, param, time_map))
 
 
 # --------------------------------------------------------------------------- the integrands in x
@@ -161,7 +161,7 @@ def step_degrees(at_nodes, rho, config, into_zero):
     degrees = np.minimum(config.degree, np.maximum(np.arange(n_steps) - first_usable, 0))
     if into_zero:
         usable_in_rho = int(np.isfinite(rho[:-1]).sum()) - 1
-        final = min(config.final_degree, usable_in_rho)
+        final = min(config.step_into_zero_degree, usable_in_rho)
         degrees[-1] = final if rho[-2] <= FINAL_STEP_MAX_RHO else 0
         if config.lower_order_final and 2 <= n_steps < FEW_STEPS:
             degrees[-2] = min(degrees[-2], 1)
@@ -186,29 +186,30 @@ def on_history(newest, nodes, weights):
     return out
 
 
-def multistep_plan(sigmas, config, param):
-    """The plan of a multistep configuration: the predictor of each step (DEIS's exponential integrator, docs/math.md
-    section 2), its correction (section 3) and the step into sigma = 0 (section 4)."""
+def multistep_plan(sigmas, config, param, time_map=None):
+    """The plan of a multistep configuration, with tAB's time ``time_map`` (``tab_time``): the predictor of each step
+    (DEIS's exponential integrator, docs/math.md section 2), its correction and the step into sigma = 0 (section
+    3)."""
     integrand, eta = config.integrand, config.eta
     power = 1.0 + eta  # the data integrand's measure: d(rho^-1) for the ODE, the SDE's own d(rho^-(1 + eta))
     rho, alpha = param.rho(sigmas), param.alpha(sigmas)
-    variable = variable_of(config.variant, config.time_map)
+    variable = variable_of(config.variant, time_map)
     at_nodes = nodes_of(variable, rho)  # the interpolation variable at each sigma
     n = len(sigmas) - 1
     into_zero = sigmas[-1] == 0
     last = n - 1 if into_zero else n  # the steps in the integrand; the step into 0 follows eps_hat in rho
-    usable = np.isfinite(at_nodes)
+    usable = np.isfinite(at_nodes)  # a node at rho = inf enters only a polynomial in a flow time
 
     def predictor_nodes(degrees, i):
         if i == last:  # into sigma = 0: a polynomial in rho
-            return step_nodes(rho, np.isfinite(rho), i, i, int(degrees[i]) + 1)
-        return step_nodes(at_nodes, usable, i, i, int(degrees[i]) + 1)
+            return zero_step_nodes(rho, int(degrees[i]) + 1)
+        return step_nodes(at_nodes, i, abs(at_nodes[i + 1] - at_nodes[i]), int(degrees[i]) + 1)
 
     def predictor_weights(degrees, steps=None):
         steps = range(len(degrees)) if steps is None else steps
         inside = [i for i in steps if i < last]
         weights = multistep_weights(config.variant, rho, [predictor_nodes(degrees, i) for i in inside],
-                                    config.time_map, integrand, power, steps=inside) if inside else []
+                                    time_map, integrand, power, steps=inside) if inside else []
         if into_zero and last in steps:
             weights.append(final_weights(rho, predictor_nodes(degrees, last)))
         return weights
@@ -237,7 +238,7 @@ def multistep_plan(sigmas, config, param):
     correction_nodes = corrector_nodes(config, integrand, at_nodes, usable, rho, degrees, last)
     corrected = [i for i, c in enumerate(correction_nodes) if c]
     correction_weights = multistep_weights(config.variant, rho, [correction_nodes[i] for i in corrected],
-                                           config.time_map, integrand, power, steps=corrected) if corrected else []
+                                           time_map, integrand, power, steps=corrected) if corrected else []
     for i, k in zip(corrected, correction_weights):
         # Both the correction and the predictor start from x_i: the correction moves x by their difference.
         k = on_history(i + 1, correction_nodes[i], k)
@@ -266,7 +267,7 @@ def multistep_plan(sigmas, config, param):
                           carried_into_zero(corrections[n - 1], alpha[n - 1], sigmas[n - 1]), update, 0.0,
                           integrand != "eps", keep_eps_hat(n - 1)))
     history = max([len(c) for c in C] + [len(c) for c in corrections if c])
-    return Plan(tuple(steps), int(history), config)
+    return Plan(tuple(steps), int(history))
 
 
 def corrector_nodes(config, integrand, at_nodes, usable, rho, degrees, last):
@@ -283,7 +284,7 @@ def corrector_nodes(config, integrand, at_nodes, usable, rho, degrees, last):
         if any(limit is not None and angles[i] > limit for limit in (config.corrector_max_angle,
                                                                      config.max_step_angle)):
             continue
-        result[i] = step_nodes(at_nodes, usable, i + 1, i, int(degrees[i]) + 2)
+        result[i] = step_nodes(at_nodes, i + 1, abs(at_nodes[i + 1] - at_nodes[i]), int(degrees[i]) + 2)
     return result
 
 

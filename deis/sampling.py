@@ -9,7 +9,7 @@ from collections import deque
 import torch
 from tqdm.auto import trange
 
-from .config import configure
+from .config import ConfigError, configure
 from .parameterisation import get_parameterisation
 from .plan import distinct_sigmas, get_plan, get_runge_kutta_plan
 
@@ -64,7 +64,7 @@ def on_device(sigmas, x):
 
 
 @torch.no_grad()
-def sample_deis(model, x, sigmas, extra_args=None, callback=None, disable=None, config="deis_auto",
+def sample_deis(model, x, sigmas, extra_args=None, callback=None, disable=None, config=None,
                 parameterisation="ve", model_time_map=None, noise_sampler=None, cache=None, **options):
     """DEIS, the Diffusion Exponential Integrator Sampler (Zhang & Chen, ICLR 2023), multistep.
 
@@ -75,8 +75,8 @@ def sample_deis(model, x, sigmas, extra_args=None, callback=None, disable=None, 
     config: a ``deis.Config``, or the name of an entry (``"deis_auto"``, ``"deis_corrected"``, ``"deis_sde"``),
         whose configuration for ``parameterisation`` is taken. Default: ``"deis_auto"``.
     **options: options of ``deis.Config`` that replace the configuration's, each meaning what the declaration
-        (``deis.OPTIONS``) says: ``corrector=True`` adds the corrector to the configuration; ``variant="tab",
-        degree=3`` makes it tAB3.
+        (``deis.OPTIONS``) says: ``corrector=True`` adds the corrector to it, ``degree=1`` lowers its degree.
+        (``variant`` needs a ``config``: 0.1.0 read ``variant`` alone as the paper's defaults, and refuses it.)
     parameterisation: ``"ve"`` (alpha = 1) or ``"flow"`` (alpha = 1 - sigma, sigma <= 1).
     model_time_map: the model's own time, where the caller knows the model (``deis.model_time_map`` makes it from a
         sigma table); tAB uses it where the configuration has no ``time_map``. Default: flow time for the flow
@@ -85,7 +85,12 @@ def sample_deis(model, x, sigmas, extra_args=None, callback=None, disable=None, 
         default: seeded from ``extra_args["seed"]`` when there is one.
     cache: a ``deis.CoefficientCache``; default ``deis.default_cache``.
     """
-    config = configure(config, get_parameterisation(parameterisation).name, **options)
+    if config is None and "variant" in options:
+        raise ConfigError(["variant without config: 0.1.0 took it as the paper's configuration with that variable; "
+                           "pass config=deis.Config(variant=...) for that, or config=\"deis_auto\" to change "
+                           "deis_auto's variable"])
+    config = configure("deis_auto" if config is None else config, get_parameterisation(parameterisation).name,
+                       **options)
     sigmas = prepare(sigmas, x)
     plan = get_plan(sigmas, config, parameterisation, model_time_map, cache)
     extra_args = {} if extra_args is None else extra_args

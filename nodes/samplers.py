@@ -10,14 +10,12 @@ A value that arrives through a link is known only when the node runs (ComfyUI va
 nodes check their settings when they run, and name every problem in one message.
 """
 
-import math
 from collections import namedtuple
 
 import torch
 
-from ..deis import (CONFIGURATIONS, ENTRIES, OPTIONS, Config, ConfigError, VPLinearTime, configure, sample_deis,
-                    sample_deis_rk)
-from ..deis.config import problem_list
+from ..deis import CONFIGURATIONS, ENTRIES, OPTIONS, Config, ConfigError, VPLinearTime, sample_deis, sample_deis_rk
+from ..deis.config import problem_list, value_problem
 from ..deis.schedules import log_rho_uniform, rho_polynomial, time_uniform
 from .model_info import model_options, parameterisation_of, time_map_of
 
@@ -79,7 +77,7 @@ def sentence(text):
     return text[0].upper() + text[1:] + "."
 
 
-def widget(name, default, tooltip=None, choices=None, low=None, step=None, maximum=None):
+def widget(name, default, tooltip=None, choices=None, low=None, step=None):
     """A node input for the core option ``name``: its range and meaning from ``deis.OPTIONS``; a limit that
     Python turns off with None is off at its ``off`` value (0). ``tooltip`` replaces the meaning."""
     spec = OPTIONS[name].metadata
@@ -91,10 +89,10 @@ def widget(name, default, tooltip=None, choices=None, low=None, step=None, maxim
     if spec["off"] is not None:
         text = f"0: off. {text}"
     low = spec["off"] if spec["off"] is not None else (spec["low"] if low is None else low)
-    high = spec["high"] if maximum is None else maximum
+    high = spec["high"]
     if spec["kind"] is int:
         return ("INT", {"default": default, "min": low, "max": high, "tooltip": text})
-    return ("FLOAT", {"default": default, "min": low, "max": round(high, 2) if math.isfinite(high) else high,
+    return ("FLOAT", {"default": default, "min": low, "max": round(high, 2),
                       "step": step, "tooltip": text})
 
 
@@ -123,8 +121,8 @@ METHOD_TEXT = {
     "Runge-Kutta 4": "rhoRK with the classical fourth-order tableau, four model calls a step",
 }
 #: Why a method refuses eta, where the reason is a measurement (benchmarks/results/ddim_eta.md).
-NO_ETA_BECAUSE = {"DDIM": "with noise it lands up to 1.4 times further from the model's own samples than ComfyUI's "
-                          "euler_ancestral, and 3 to 4 times further than deis_sde"}
+NO_ETA_BECAUSE = {"DDIM": "with noise it is no better than ComfyUI's euler_ancestral, up to 1.37 times further from "
+                          "the model's own samples, and 1.4 to 4.2 times further than deis_sde"}
 #: What Sampler DEIS's first widget held in an earlier release (its variant), and the method that is now the same.
 EARLIER_VARIANTS = {"auto": "recommended", "tab": "tAB3, the paper's", "rhork": "Runge-Kutta 3"}
 METHODS_WITH_ETA = tuple(name for name, method in METHODS.items() if method.sde is not None)
@@ -148,9 +146,12 @@ def listed(names):
 def method_sampler(method, eta):
     """Sampler DEIS's method and eta as a sampler function. Raises SettingsError naming every problem."""
     problems = method_problems(method)
-    if not problems and eta and METHODS[method].sde is None:
+    eta_problem = value_problem("eta", eta)
+    if eta_problem:  # a linked eta: ComfyUI checks a widget's range, not a link's
+        problems.append(eta_problem)
+    elif not problems and eta and METHODS[method].sde is None:
         because = f" ({NO_ETA_BECAUSE[method]})" if method in NO_ETA_BECAUSE else ""
-        problems.append(f"eta {eta:g} adds noise, which method {method} cannot carry{because}; set eta to 0, or "
+        problems.append(f"eta {eta:g} adds noise, which method \"{method}\" cannot carry{because}; set eta to 0, or "
                         f"method to {listed(METHODS_WITH_ETA)}")
     if problems:
         raise SettingsError("Sampler DEIS", problems)
@@ -159,12 +160,7 @@ def method_sampler(method, eta):
         return comfy_runge_kutta(chosen.tableau)
     if not eta:
         return comfy_sampler(chosen.ode)
-    changes = dict(eta=float(eta)) if isinstance(eta, (int, float)) else dict(eta=eta)
-    try:  # eta's range, where it came through a link; an entry's configuration is checked on one form
-        configure(chosen.sde, "ve", **changes)
-    except ConfigError as error:
-        raise SettingsError("Sampler DEIS", error.problems) from None
-    return comfy_sampler(chosen.sde, **changes)
+    return comfy_sampler(chosen.sde, eta=float(eta))
 
 
 class SamplerDEIS:
@@ -273,9 +269,8 @@ class SamplerDEISAdvanced:
         }
         steps = {"max_amplification": 0.05, "max_step_angle": 0.05, "corrector_max_angle": 0.05, "eta": 0.05,
                  "s_noise": 0.01}
-        for name in ADVANCED_WIDGETS[2:]:
-            inputs[name] = widget(name, widget_value(OPENS_ON, name), step=steps.get(name),
-                                  maximum={"max_amplification": 4.0, "s_noise": 2.0}.get(name))
+        for name in ADVANCED_WIDGETS[2:]:  # after variant and degree, whose inputs are written above
+            inputs[name] = widget(name, widget_value(OPENS_ON, name), step=steps.get(name))
         eta, text = inputs["eta"]
         inputs["eta"] = (eta, {**text, "tooltip": text["tooltip"] + " Above 0 it needs integrand data, degree 2 or "
                                                                     "less and final_degree 0."})

@@ -68,9 +68,10 @@ def webui_sampler(entry):
 
     def sample_stochastic(model, x, sigmas, extra_args=None, callback=None, disable=None, eta=None, s_noise=1.0,
                           noise_sampler=None):
-        eta = core.CONFIGURATIONS[entry]["ve"].eta if eta is None else eta
-        return core.sample_deis(model, x, sigmas, extra_args, callback, disable, config=entry,
-                                **model_options(core, model), eta=eta, s_noise=s_noise, noise_sampler=noise_sampler)
+        form = model_options(core, model)
+        eta = core.CONFIGURATIONS[entry][form["parameterisation"]].eta if eta is None else eta
+        return core.sample_deis(model, x, sigmas, extra_args, callback, disable, config=entry, **form, eta=eta,
+                                s_noise=s_noise, noise_sampler=noise_sampler)
 
     return sample_stochastic if is_stochastic(core, entry) else sample
 

@@ -7,12 +7,13 @@ that the chosen option does not use ignored, and help pages that list each input
 
 import itertools
 import logging
+import re
 
 import pytest
 import torch
 
 from help_pages import pages
-from pack_loader import load_pack
+from pack_loader import REPO as PACK_ROOT, load_pack
 
 PACK = load_pack()
 SAMPLERS = PACK.nodes.samplers
@@ -26,18 +27,16 @@ def advanced_defaults():
 
 # --------------------------------------------------------------------------- linked inputs
 
-@pytest.mark.parametrize("node", list(NODES))
-def test_every_input_may_be_linked(node):
-    """ComfyUI hands VALIDATE_INPUTS None for a linked input; a node either has no VALIDATE_INPUTS (ComfyUI's own
-    checks then apply, and skip links) or accepts None in every input it takes."""
-    validate = getattr(NODES[node], "VALIDATE_INPUTS", None)
-    if validate is None:
-        return
+def test_every_input_may_be_linked():
+    """ComfyUI hands VALIDATE_INPUTS None for a linked input, and repeats its refusal once per input it takes. Only
+    Sampler DEIS has one, for its method alone (an earlier release's value), and it takes None; the other nodes
+    leave the checks of single inputs to ComfyUI (which skips links) and check settings when they run."""
     import inspect
 
-    names = [n for n in inspect.signature(validate).parameters]
-    assert validate(**{name: None for name in names}) is True
-    assert len(names) == 1  # ComfyUI repeats a refusal once per input VALIDATE_INPUTS takes: once, here
+    validating = {name: node.VALIDATE_INPUTS for name, node in NODES.items() if hasattr(node, "VALIDATE_INPUTS")}
+    assert list(validating) == ["SamplerDEIS"]
+    assert list(inspect.signature(validating["SamplerDEIS"]).parameters) == ["method"]
+    assert validating["SamplerDEIS"](method=None) is True
 
 
 def test_sampler_deis_refuses_an_earlier_releases_method_once_naming_the_method_that_replaced_it():
@@ -83,7 +82,7 @@ def test_every_widget_combination_runs_or_is_refused_with_the_nodes_name():
         accepted += 1
         assert isinstance(config, CORE.Config)
         assert config.corrector == widgets["corrector"] and config.eta == widgets["eta"]
-        assert config.final_degree == min(widgets["final_degree"], widgets["degree"])
+        assert config.step_into_zero_degree == min(widgets["final_degree"], widgets["degree"])
     assert 0 < accepted < len(list(itertools.product(*GRID.values())))
 
 
@@ -92,26 +91,35 @@ def test_sampler_deis_refuses_eta_where_the_method_cannot_carry_it():
         if method in SAMPLERS.METHODS_WITH_ETA:
             assert SAMPLERS.method_sampler(method, 0.5).deis_pack
         else:
-            with pytest.raises(ValueError, match=rf"^Sampler DEIS: eta 0.5 adds noise, which method {method}"):
+            refusal = f'Sampler DEIS: eta 0.5 adds noise, which method "{method}"'
+            with pytest.raises(ValueError, match=re.escape(refusal)):
                 SAMPLERS.method_sampler(method, 0.5)
         assert SAMPLERS.method_sampler(method, 0.0).deis_pack
-    with pytest.raises(ValueError, match="further from the model's own samples than ComfyUI's euler_ancestral"):
+    with pytest.raises(ValueError, match="no better than ComfyUI's euler_ancestral, up to 1.37 times further"):
         SAMPLERS.method_sampler("DDIM", 1.0)
 
 
-def test_a_linked_eta_out_of_range_is_refused_when_the_node_runs():
-    with pytest.raises(ValueError, match="^Sampler DEIS: eta 1.5 is outside its range"):
-        SAMPLERS.method_sampler("recommended", 1.5)
+@pytest.mark.parametrize("method", ["recommended", "DDIM"])
+@pytest.mark.parametrize("eta, words", [(1.5, "eta 1.5 is outside its range"), (-0.5, "eta -0.5 is outside its range"),
+                                        ("0.5", "eta must be a number from 0 to 1; got '0.5'")])
+def test_a_linked_eta_out_of_range_is_refused_when_the_node_runs(method, eta, words):
+    with pytest.raises(ValueError, match=re.escape(f"Sampler DEIS: {words}")):
+        SAMPLERS.method_sampler(method, eta)
 
 
 # --------------------------------------------------------------------------- inputs the choice does not use
 
+def acts(widgets):
+    """What Sampler DEIS (advanced)'s widgets do: the plan key of their configuration, tAB's time as it sets it."""
+    config = SAMPLERS.advanced_config(**widgets)
+    return config.plan_key(config.time_map if config.variant == "tab" else None)
+
+
 def test_an_input_the_chosen_option_does_not_use_is_ignored():
-    base = SAMPLERS.advanced_config(**advanced_defaults())
-    assert SAMPLERS.advanced_config(**dict(advanced_defaults(), s_noise=1.7)) == base  # eta is 0
+    assert acts(dict(advanced_defaults(), s_noise=1.7)) == acts(advanced_defaults())  # eta is 0
     off = dict(advanced_defaults(), corrector=False)
-    assert SAMPLERS.advanced_config(**dict(off, corrector_max_angle=0.3)) == SAMPLERS.advanced_config(**off)
-    assert SAMPLERS.advanced_config(**dict(advanced_defaults(), variant="rhoab")).time_map is None
+    assert acts(dict(off, corrector_max_angle=0.3)) == acts(off)
+    assert acts(dict(off, corrector_max_angle=0.3, corrector=True)) != acts(dict(off, corrector=True))
     options = SAMPLERS.scheduler_options("log_rho_uniform", kappa=3.0, power=9.0)
     assert options == SAMPLERS.scheduler_options("log_rho_uniform", kappa=2.0, power=7.0)
     assert SAMPLERS.scheduler_options("rho_polynomial", kappa=3.0, power=9.0)["power"] == 9.0
@@ -159,8 +167,12 @@ def test_help_pages_list_each_input_as_its_tooltip_says(path, expected):
 
 def test_every_input_has_a_tooltip_and_the_help_page_shows_its_default():
     for name, node in NODES.items():
+        page = (PACK_ROOT / "web" / "docs" / f"{name}.md").read_text()
         for input_name, spec in node.INPUT_TYPES()["required"].items():
             assert len(spec) > 1 and spec[1].get("tooltip"), (name, input_name)
+            assert f"### {input_name}{PACK.nodes.help.default_text(spec)}\n" in page, (name, input_name)
+            if "default" in spec[1] and spec[0] != "BOOLEAN":
+                assert f"({spec[1]['default']})" in page, (name, input_name)
 
 
 # --------------------------------------------------------------------------- the model's form

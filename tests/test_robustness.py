@@ -256,27 +256,32 @@ def test_bad_sigmas_are_named(sigmas, message):
 
 
 BAD_OPTIONS = [
-    (dict(variant="dpmpp"), "variant 'dpmpp' is not one of tab, rhoab, logrhoab, ipndm"),
+    (dict(config="deis_auto", variant="dpmpp"), "variant 'dpmpp' is not one of tab, rhoab, logrhoab, ipndm"),
+    (dict(variant="tab", degree=3), "variant without config: 0.1.0 took it as the paper's configuration"),
     (dict(degree=4), "degree 4 is outside its range: degree must be from 0 to 3"),
     (dict(degree=-1), "degree -1 is outside its range"),
     (dict(degree=2.5), "degree must be an integer from 0 to 3"),
     (dict(degree=True), "degree must be an integer"),
     (dict(degree=float("nan")), "degree must be an integer"),
     (dict(parameterisation="vp"), "unknown parameterisation"),
-    (dict(variant="ipndm_v"), "variant 'ipndm_v' is not one of"),
-    (dict(variant=None), "variant None is not one of"),
-    (dict(max_amplification=0.5), "max_amplification 0.5 is outside its range"),
-    (dict(max_step_angle=0.0), "max_step_angle 0 is outside its range"),
+    (dict(config=Config(), variant="ipndm_v"), "variant 'ipndm_v' is not one of"),
+    (dict(config=Config(), variant=None), "variant None is not one of"),
+    (dict(max_amplification=0.5), "max_amplification 0.5 is outside its range: max_amplification must be off, or "
+                                  "from 1 to 4"),
+    (dict(max_amplification=float("inf")), "max_amplification must be a number"),
+    (dict(max_step_angle=0.0), "max_step_angle 0 is outside its range: max_step_angle must be off, or above 0 "
+                               "and at most 1.57"),
     (dict(max_step_angle=2.0), "max_step_angle 2 is outside its range"),
     (dict(eta=1.5), "eta 1.5 is outside its range"),
     (dict(eta=float("nan")), "eta must be a number"),
     (dict(eta=1.0), "eta 1 needs integrand data"),
     (dict(eta=0.5), "for the stochastic entry call deis.sample_deis_sde(..., eta=...)"),
-    (dict(variant="rhork"), "rhoRK is its own sampler: call deis.sample_deis_rk"),
+    (dict(config="deis_auto", variant="rhork"), "rhoRK is its own sampler: call deis.sample_deis_rk"),
     (dict(config="deis_sde", s_noise=float("nan")), "s_noise must be a number"),
     (dict(config="deis_sde", s_noise=-1.0), "s_noise -1 is outside its range"),
+    (dict(config="deis_sde", s_noise=float("inf")), "s_noise must be a number from 0 to 2"),
     (dict(time_map="sd15"), "time_map must be a deis.timemaps.TimeMap"),
-    (dict(corrector="yes"), "corrector must be True or False"),
+    (dict(corrector="yes"), "corrector must be on or off (True or False)"),
     (dict(config="deis_fast"), "unknown entry 'deis_fast'; the entries are deis_auto, deis_corrected, deis_sde"),
     (dict(config=dict(degree=2)), "config must be a deis.Config"),
     (dict(tableau="rk4"), "rhoRK is its own sampler: call deis.sample_deis_rk"),
@@ -303,14 +308,21 @@ def test_every_problem_is_named_at_once():
 
 
 def test_an_option_the_configuration_does_not_use_is_ignored():
-    """time_map outside tAB, corrector_max_angle without the corrector and s_noise without eta do nothing: the
-    configuration is the one without them (one cache entry, one plan)."""
-    assert Config(variant="rhoab", time_map=VPLinearTime()) == Config(variant="rhoab")
-    assert Config(corrector_max_angle=0.3) == Config()
-    assert Config(s_noise=1.5) == Config()
-    assert Config(degree=1, integrand="data", final_degree=0, eta=0.5, s_noise=1.5).s_noise == 1.5
-    assert hash(Config(corrector_max_angle=0.3)) == hash(Config())
-    assert Config(degree=1, final_degree=2) == Config(degree=1, final_degree=1)  # never above degree
+    """time_map outside tAB, corrector_max_angle without the corrector, s_noise without eta and final_degree above
+    degree do nothing: one plan (one cache entry) with them and without them. A configuration keeps what it was
+    given, so changing one option never loses another."""
+    sigmas, cache = schedules.sd15_karras(10), CoefficientCache()
+
+    def same_plan(a, b):
+        return get_plan(sigmas, a, cache=cache) is get_plan(sigmas, b, cache=cache)
+
+    assert same_plan(Config(variant="rhoab", time_map=VPLinearTime()), Config(variant="rhoab"))
+    assert same_plan(Config(corrector_max_angle=0.3), Config())
+    assert same_plan(Config(s_noise=1.5), Config())
+    assert same_plan(Config(degree=1, final_degree=2), Config(degree=1, final_degree=1))  # never above degree
+    assert not same_plan(Config(corrector=True, degree=2, corrector_max_angle=0.3), Config(corrector=True, degree=2))
+    assert Config(degree=0).replace(degree=3).final_degree == 1
+    assert Config(corrector_max_angle=0.3).replace(corrector=True, degree=2).corrector_max_angle == 0.3
 
 
 @pytest.mark.parametrize("options", CONFIGS, ids=IDS)
