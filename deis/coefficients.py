@@ -308,8 +308,17 @@ def step_nodes(at_nodes, newest, length, count):
     """The nodes of a step's polynomial: up to ``count`` schedule indices, newest first from ``newest`` (the step's
     start for the predictor, its end for the correction) back to the first not finite in the variable, each at
     least ``MIN_NODE_SPACING`` times the step's ``length`` away from the newer node before it (``at_nodes``: the
-    variable at each sigma)."""
+    variable at each sigma, a list of floats)."""
     return _spaced(at_nodes, newest, count, lambda j, k: MIN_NODE_SPACING * length)
+
+
+def without_near_repeats(at_nodes, reach):
+    """Whether no gap between neighbouring nodes is under ``MIN_NODE_SPACING`` times one of the ``reach`` steps after
+    it (the steps whose polynomials can hold both nodes): then every polynomial but the step into 0's takes
+    consecutive nodes, as on every ordinary schedule, and ``step_nodes`` need not be asked."""
+    gaps = np.abs(np.diff(np.asarray(at_nodes, dtype=np.float64)))
+    with np.errstate(invalid="ignore"):
+        return not any(np.any(gaps[:-k] < MIN_NODE_SPACING * gaps[k:]) for k in range(1, min(reach, gaps.size - 1) + 1))
 
 
 def zero_step_nodes(rho, count):
@@ -317,21 +326,21 @@ def zero_step_nodes(rho, count):
     where it starts, so a gap is measured against the steps on its two sides instead: a near-repeat is a gap under
     ``MIN_NODE_SPACING`` times the shorter of them (the last sigmas of a dense schedule are close, and evenly so)."""
     n = len(rho) - 1
-    steps = np.abs(np.diff(rho))  # steps[j]: from sigma j to sigma j + 1, the last one into 0
+    steps = np.abs(np.diff(rho)).tolist()  # steps[j]: from sigma j to sigma j + 1, the last one into 0
 
     def least(j, k):
-        older = steps[j - 1] if j > 0 and np.isfinite(steps[j - 1]) else np.inf
+        older = steps[j - 1] if j > 0 and math.isfinite(steps[j - 1]) else math.inf
         return MIN_NODE_SPACING * min(steps[k], older)
 
-    return _spaced(rho, n - 1, count, least)
+    return _spaced(np.asarray(rho, dtype=np.float64).tolist(), n - 1, count, least)
 
 
 def _spaced(values, newest, count, least):
-    """Up to ``count`` indices from ``newest`` back, finite in ``values``, each at least ``least(j, k)`` from the
-    newer chosen index ``k``."""
+    """Up to ``count`` indices from ``newest`` back, finite in ``values`` (a list of floats), each at least
+    ``least(j, k)`` from the newer chosen index ``k``."""
     nodes = [newest]
     for j in range(newest - 1, -1, -1):
-        if len(nodes) == count or not np.isfinite(values[j]):
+        if len(nodes) == count or not math.isfinite(values[j]):
             break
         if abs(values[j] - values[nodes[-1]]) >= least(j, nodes[-1]):
             nodes.append(j)

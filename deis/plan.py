@@ -46,7 +46,8 @@ import numpy as np
 
 from .cache import default_cache
 from .coefficients import (FEW_STEPS, FINAL_STEP_MAX_RHO, RHO, TABLEAUS, capped_degrees, lagrange_integrals,
-                           multistep_weights, nodes_of, step_nodes, variable_of, zero_step_nodes)
+                           multistep_weights, nodes_of, step_nodes, variable_of, without_near_repeats,
+                           zero_step_nodes)
 from .config import Config, ConfigError
 from .parameterisation import get_parameterisation
 from .timemaps import default_time_map
@@ -178,6 +179,10 @@ def step_angles(rho):
     return np.arctan(rho[:-1]) - np.arctan(rho[1:])
 
 
+def consecutive(nodes):
+    return nodes[0] - nodes[-1] == len(nodes) - 1
+
+
 def on_history(newest, nodes, weights):
     """Weights on schedule indices ``nodes`` as weights on the loop's history, newest first from ``newest``: a node
     left out (``coefficients.step_nodes``) has weight 0."""
@@ -200,10 +205,16 @@ def multistep_plan(sigmas, config, param, time_map=None):
     last = n - 1 if into_zero else n  # the steps in the integrand; the step into 0 follows eps_hat in rho
     usable = np.isfinite(at_nodes)  # a node at rho = inf enters only a polynomial in a flow time
 
+    node_values = at_nodes.tolist()
+    plain = without_near_repeats(at_nodes, config.degree + 2)
+
     def predictor_nodes(degrees, i):
+        degree = int(degrees[i])
         if i == last:  # into sigma = 0: a polynomial in rho
-            return zero_step_nodes(rho, int(degrees[i]) + 1)
-        return step_nodes(at_nodes, i, abs(at_nodes[i + 1] - at_nodes[i]), int(degrees[i]) + 1)
+            return zero_step_nodes(rho, degree + 1)
+        if plain:
+            return tuple(range(i, i - degree - 1, -1))
+        return step_nodes(node_values, i, abs(node_values[i + 1] - node_values[i]), degree + 1)
 
     def predictor_weights(degrees, steps=None):
         steps = range(len(degrees)) if steps is None else steps
@@ -220,7 +231,7 @@ def multistep_plan(sigmas, config, param, time_map=None):
     else:
         C = predictor_weights(degrees)
     nodes = [predictor_nodes(degrees, i) for i in range(n)]
-    C = [on_history(i, nodes[i], c) if np.all(np.isfinite(c)) else c for i, c in enumerate(C)]
+    C = [c if consecutive(nodes[i]) else on_history(i, nodes[i], c) for i, c in enumerate(C)]
 
     scale = state_scale(integrand, alpha, sigmas)
     updates, noise = [], np.zeros(n)
@@ -235,13 +246,14 @@ def multistep_plan(sigmas, config, param, time_map=None):
             updates.append(Update(float(scale[i + 1] / scale[i]), 0.0, tuple((scale[i + 1] * C[i]).tolist())))
 
     corrections = [None] * (n + 1)  # the correction of step i is applied at step i + 1
-    correction_nodes = corrector_nodes(config, integrand, at_nodes, usable, rho, degrees, last)
+    correction_nodes = corrector_nodes(config, integrand, node_values, usable, rho, degrees, last, plain)
     corrected = [i for i, c in enumerate(correction_nodes) if c]
     correction_weights = multistep_weights(config.variant, rho, [correction_nodes[i] for i in corrected],
                                            time_map, integrand, power, steps=corrected) if corrected else []
     for i, k in zip(corrected, correction_weights):
         # Both the correction and the predictor start from x_i: the correction moves x by their difference.
-        k = on_history(i + 1, correction_nodes[i], k)
+        if not consecutive(correction_nodes[i]):
+            k = on_history(i + 1, correction_nodes[i], k)
         difference = np.zeros(max(len(k), len(C[i]) + 1))
         difference[:len(k)] += k
         difference[1:len(C[i]) + 1] -= C[i]
@@ -270,7 +282,7 @@ def multistep_plan(sigmas, config, param, time_map=None):
     return Plan(tuple(steps), int(history))
 
 
-def corrector_nodes(config, integrand, at_nodes, usable, rho, degrees, last):
+def corrector_nodes(config, integrand, at_nodes, usable, rho, degrees, last, plain=False):
     """The nodes of each step's correction (empty: none): the point the step predicted and the predictor's nodes,
     one degree higher (``coefficients.step_nodes`` from ``i + 1``); none with the corrector off, where a node is not
     finite, or (``corrector_max_angle``, ``max_step_angle``) on steps that span more than that angle."""
@@ -284,7 +296,9 @@ def corrector_nodes(config, integrand, at_nodes, usable, rho, degrees, last):
         if any(limit is not None and angles[i] > limit for limit in (config.corrector_max_angle,
                                                                      config.max_step_angle)):
             continue
-        result[i] = step_nodes(at_nodes, i + 1, abs(at_nodes[i + 1] - at_nodes[i]), int(degrees[i]) + 2)
+        count = int(degrees[i]) + 2
+        result[i] = tuple(range(i + 1, i + 1 - count, -1)) if plain else step_nodes(
+            at_nodes, i + 1, abs(at_nodes[i + 1] - at_nodes[i]), count)
     return result
 
 
