@@ -35,7 +35,8 @@ from benchmarks.selection import GUIDED, HELD_OUT, NFES, SCHEDULERS, cells, geom
 MODEL_TITLES = {"eps": "SD1.5-style EPS", "flow": "flow, shift 3", "flux": "flow, Flux shift 1.15",
                 "flow-aura": "flow, AuraFlow shift 1.73", "flow-lumina": "flow, Lumina 2 shift 6",
                 "zsnr": "v-prediction, zero terminal SNR", "edm": "EDM (Playground)", "svd": "SVD (EDM, sigma_max 700)",
-                "audio": "Stable Audio (sigma_max 500)", "cascade": "Stable Cascade"}
+                "audio": "Stable Audio (sigma_max 500)", "cascade": "Stable Cascade",
+                "x4": "x4 upscaler (sigma_min 0.01)", "cascade-b": "Stable Cascade stage B (shift 1)"}
 #: ComfyUI's deterministic samplers (the ODE samplers; the others draw noise), and their model
 #: evaluations as a function of steps (the two-stage ones take an Euler step into sigma = 0).
 BUILTINS = ("euler", "heun", "dpm_2", "lms", "dpmpp_2m", "ipndm", "ipndm_v", "deis", "res_multistep",

@@ -22,6 +22,9 @@ The families:
   ``D = D_uncond + 6 (D_cond - D_uncond)``.
 - ``digits``: the learned EDM-style denoiser on scikit-learn's digits (benchmarks.digits).
 - ``flow-digits``: the learned flow-matching denoiser on the same digits.
+- ``class-digits``: the learned class-conditional EDM-style denoiser (one network, trained with the class dropped at
+  random) under classifier-free guidance at scale 6 towards the digit 3, as image models are sampled. Added for
+  the next search of benchmarks/selection.py; benchmarks/results/comfy_accuracy.md predates it.
 Held out of every choice (``benchmarks.selection.HELD_OUT``), on every model kind of the benchmark:
 
 - ``spectral``: a mixture in 256 dimensions whose coordinates vary on scales that fall as a power
@@ -103,14 +106,7 @@ class JointMixture:
 
     def guided_denoiser(self, form, scale):
         """The guided denoiser ``D_u + scale (D_c - D_u)``, for the reference."""
-        plain = self.denoiser(form)
-
-        def model(x, sigma):
-            cond = torch.ones(x.shape[0], dtype=torch.bool)
-            uncond = plain(x, sigma)
-            return uncond + scale * (plain(x, sigma, cond) - uncond)
-
-        return model
+        return guided(self.denoiser(form), scale)
 
 
 def reference_solution(denoiser, x, sigma0, rtol=1e-10):
@@ -151,6 +147,35 @@ def learned(kind):
     return model
 
 
+def learned_with_class(target):
+    """The class-conditional digits denoiser: rows whose ``cond`` is set see the class ``target``, the others none."""
+    from benchmarks.digits import NO_CLASS, load_denoiser
+
+    network = load_denoiser(kind="class", dtype=torch.float64)
+
+    def model(x, sigma, cond=None):
+        images = x.double().reshape(-1, 1, 8, 8)
+        label = torch.full((images.shape[0],), NO_CLASS, dtype=torch.long)
+        if cond is not None:
+            label[cond] = target
+        with torch.no_grad():
+            out = network(images, sigma.double().reshape(-1).expand(images.shape[0]), label=label)
+        return out.reshape(x.shape).to(x.dtype)
+
+    return model
+
+
+def guided(denoiser, scale):
+    """``D_u + scale (D_c - D_u)`` from a denoiser that takes ``cond``, for a guided family's reference."""
+
+    def model(x, sigma):
+        cond = torch.ones(x.shape[0], dtype=torch.bool)
+        uncond = denoiser(x, sigma)
+        return uncond + scale * (denoiser(x, sigma, cond) - uncond)
+
+    return model
+
+
 class Family:
     """One problem family: its denoiser per form, its latent shape, its models and its CFG scale."""
 
@@ -179,6 +204,8 @@ JOINT_256 = JointMixture(dim=256, components=16, spread=0.2, seed=256)
 SPECTRAL = JointMixture(dim=256, components=6, spread=0.3, seed=1024, spectrum=1.0, conditional=(0, 1))
 CURVE = JointMixture(dim=64, components=48, spread=0.05, seed=4096, curve=True)
 GUIDANCE_SCALE = 6.0
+#: The digit the class-conditional family is guided towards.
+CLASS_TARGET = 3
 HELD_OUT_GUIDANCE_SCALE = 5.0
 
 MIXTURE_MODELS = ("eps", "flow", "flux")
@@ -186,8 +213,10 @@ MIXTURE_MODELS = ("eps", "flow", "flux")
 GUIDED_MODELS = MIXTURE_MODELS + ("zsnr",)
 #: The held-out families run on every model kind of tests/comfy_support.py: besides the three above, two
 #: more flow shifts (AuraFlow 1.73, Lumina 2 6), zero terminal SNR, EDM (Playground), SVD (sigma_max 700),
-#: Stable Audio (500) and Stable Cascade.
-ALL_MODELS = MIXTURE_MODELS + ("flow-aura", "flow-lumina", "zsnr", "edm", "svd", "audio", "cascade")
+#: Stable Audio (500), Stable Cascade, the x4 upscaler and Stable Cascade's stage B (both sigma_min 0.01; added for the
+#: next search, after benchmarks/results/comfy_accuracy.md).
+ALL_MODELS = MIXTURE_MODELS + ("flow-aura", "flow-lumina", "zsnr", "edm", "svd", "audio", "cascade", "x4",
+                                "cascade-b")
 FAMILIES = {f.name: f for f in (
     Family("coordinate", (2, 4, 8, 8), MIXTURE_MODELS, _coordinate),
     Family("joint-16", (8, 4, 2, 2), MIXTURE_MODELS, JOINT_16.denoiser),
@@ -197,6 +226,9 @@ FAMILIES = {f.name: f for f in (
            reference_denoiser=lambda form: JOINT_64.guided_denoiser(form, GUIDANCE_SCALE)),
     Family("digits", (16, 4, 4, 4), ("eps",), lambda form: learned("ve")),
     Family("flow-digits", (16, 4, 4, 4), ("flow", "flux"), lambda form: learned("flow")),
+    Family("class-digits", (16, 4, 4, 4), ("eps",), lambda form: learned_with_class(CLASS_TARGET),
+           guidance=GUIDANCE_SCALE, reference_denoiser=lambda form: guided(learned_with_class(CLASS_TARGET),
+                                                                           GUIDANCE_SCALE)),
     Family("spectral", (8, 4, 8, 8), ALL_MODELS, SPECTRAL.denoiser),
     Family("curve", (8, 4, 4, 4), ALL_MODELS, CURVE.denoiser),
     Family("guided-spectral", (8, 4, 8, 8), ALL_MODELS, SPECTRAL.denoiser, guidance=HELD_OUT_GUIDANCE_SCALE,

@@ -94,9 +94,9 @@ NFES = (5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50)
 SCHEDULERS = ("normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform", "beta",
               "linear_quadratic", "kl_optimal", "deis_time_quadratic")
 HELD_OUT = ("spectral", "curve", "guided-spectral")
-GUIDED = ("guided", "guided-spectral")
+GUIDED = ("guided", "guided-spectral", "class-digits")
 TUNING_MODELS = {"sd": ("eps", "zsnr"), "flow": ("flow", "flux")}
-HELD_OUT_MODELS = {"sd": ("edm", "svd", "audio", "cascade"), "flow": ("flow-aura", "flow-lumina")}
+HELD_OUT_MODELS = {"sd": ("edm", "svd", "audio", "cascade", "x4", "cascade-b"), "flow": ("flow-aura", "flow-lumina")}
 FORMS = {form: TUNING_MODELS[form] + HELD_OUT_MODELS[form] for form in TUNING_MODELS}
 #: The release before's recommended configuration, by form, as Sampler DEIS (advanced) options.
 BASELINE = "baseline"

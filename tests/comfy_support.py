@@ -65,6 +65,9 @@ MODEL_KINDS = {
     "svd": ("V_PREDICTION_EDM", {"sigma_max": 700.0, "sigma_min": 0.002}, "ve"),  # Stable Video Diffusion
     "audio": ("V_PREDICTION_CONTINUOUS", {"sigma_max": 500.0, "sigma_min": 0.03}, "ve"),  # Stable Audio
     "cascade": ("STABLE_CASCADE", {"shift": 2.0}, "ve"),  # Stable Cascade stage C
+    # sigma_min 0.01 and about 0.01: the x4 upscaler's v-prediction (beta 1e-4 to 0.02) and Stable Cascade stage B
+    "x4": ("V_PREDICTION", {"linear_start": 1e-4, "linear_end": 0.02}, "ve"),
+    "cascade-b": ("STABLE_CASCADE", {"shift": 1.0}, "ve"),
 }
 
 
