@@ -155,6 +155,7 @@ def learned_with_class(target):
 
     def model(x, sigma, cond=None):
         images = x.double().reshape(-1, 1, 8, 8)
+        assert images.shape[0] == x.shape[0], "one 8x8 image per row of x"
         label = torch.full((images.shape[0],), NO_CLASS, dtype=torch.long)
         if cond is not None:
             label[cond] = target

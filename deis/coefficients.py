@@ -317,6 +317,8 @@ def without_near_repeats(at_nodes, reach):
     it (the steps whose polynomials can hold both nodes): then every polynomial but the step into 0's takes
     consecutive nodes, as on every ordinary schedule, and ``step_nodes`` need not be asked."""
     gaps = np.abs(np.diff(np.asarray(at_nodes, dtype=np.float64)))
+    if np.any(gaps == 0):  # two sigmas with one value of the variable
+        return False
     with np.errstate(invalid="ignore"):
         return not any(np.any(gaps[:-k] < MIN_NODE_SPACING * gaps[k:]) for k in range(1, min(reach, gaps.size - 1) + 1))
 
@@ -329,7 +331,9 @@ def zero_step_nodes(rho, count):
     steps = np.abs(np.diff(rho)).tolist()  # steps[j]: from sigma j to sigma j + 1, the last one into 0
 
     def least(j, k):
-        older = steps[j - 1] if j > 0 and math.isfinite(steps[j - 1]) else math.inf
+        # The longer of the two steps before the gap: inside a cluster of near-repeats the one just before is tiny
+        # too (two back, a schedule that shrinks fast towards its end is not taken for one).
+        older = max((step for step in steps[max(j - 2, 0):j] if math.isfinite(step)), default=math.inf)
         return MIN_NODE_SPACING * min(steps[k], older)
 
     return _spaced(np.asarray(rho, dtype=np.float64).tolist(), n - 1, count, least)
@@ -342,7 +346,8 @@ def _spaced(values, newest, count, least):
     for j in range(newest - 1, -1, -1):
         if len(nodes) == count or not math.isfinite(values[j]):
             break
-        if abs(values[j] - values[nodes[-1]]) >= least(j, nodes[-1]):
+        gap = abs(values[j] - values[nodes[-1]])
+        if gap > 0 and gap >= least(j, nodes[-1]):  # two sigmas with one value of the variable are one node
             nodes.append(j)
     return tuple(nodes)
 

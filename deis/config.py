@@ -157,7 +157,7 @@ def _is_number(value):
 def _range_text(spec):
     text = f"{'above' if spec['above'] else 'from'} {spec['low']:g} {'and at most' if spec['above'] else 'to'} " \
            f"{spec['high']:.3g}"
-    return text if spec["off"] is None else f"off, or {text}"
+    return text if spec["off"] is None else f"{text}, or off (None; {spec['off']:g} on a node's widget)"
 
 
 def value_problem(name, value):

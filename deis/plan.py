@@ -206,7 +206,7 @@ def multistep_plan(sigmas, config, param, time_map=None):
     usable = np.isfinite(at_nodes)  # a node at rho = inf enters only a polynomial in a flow time
 
     node_values = at_nodes.tolist()
-    plain = without_near_repeats(at_nodes, config.degree + 2)
+    plain = without_near_repeats(at_nodes[:last + 1], config.degree)  # not the step into 0: zero_step_nodes
 
     def predictor_nodes(degrees, i):
         degree = int(degrees[i])

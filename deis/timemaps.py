@@ -20,8 +20,8 @@ log = logging.getLogger("deis")
 
 
 class TimeMap:
-    #: Cache key; two maps with the same key give the same coefficients.
-    key = ()
+    #: Cache key; two maps with the same key give the same coefficients. None: the map equals only itself.
+    key = None
     knots = np.empty(0)
 
     def t_of_logrho(self, log_rho):
@@ -35,10 +35,12 @@ class TimeMap:
             return self.t_of_logrho(np.log(np.asarray(rho, dtype=np.float64)))
 
     def __eq__(self, other):
-        return isinstance(other, TimeMap) and self.key == other.key
+        if self.key is None:
+            return self is other
+        return isinstance(other, TimeMap) and type(self) is type(other) and self.key == other.key
 
     def __hash__(self):
-        return hash(self.key)
+        return id(self) if self.key is None else hash(self.key)
 
 
 class FlowTime(TimeMap):

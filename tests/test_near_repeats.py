@@ -111,3 +111,26 @@ def test_no_node_is_left_out_on_ordinary_schedules(n):
         for config in configs:
             plan = get_plan(sigmas, config, form, model_time_map(form, schedules.SD15.sigmas), CoefficientCache())
             assert not left_out(plan), (form, n, config)
+
+
+@pytest.mark.parametrize("config", [named_config("deis_auto", "ve"), Config(variant="rhoab", final_degree=2),
+                                    named_config("deis_corrected", "ve")], ids=["deis_auto", "rhoab", "deis_corrected"])
+def test_a_cluster_of_near_repeats_before_the_step_into_zero(config):
+    """Three sigmas within 2e-6 of each other before the step into 0: the step into 0 leaves the cluster's extra
+    nodes out too (inside a cluster, the step just before a gap is tiny as well)."""
+    cluster = np.array([2.0, 1.0, 0.5, 0.3, 0.1 * (1 + 2e-6), 0.1 * (1 + 1e-6), 0.1, 0.0])
+    plain = np.array([2.0, 1.0, 0.5, 0.3, 0.1, 0.0])
+    weights = get_plan(cluster, config, cache=CoefficientCache()).steps[-1].update.weights
+    assert max(map(abs, weights)) <= 3 * max(map(abs, get_plan(plain, config, cache=CoefficientCache()).steps[-1]
+                                                .update.weights))
+
+
+@pytest.mark.parametrize("variant", ["tab", "rhoab", "logrhoab"])
+def test_two_sigmas_with_one_value_of_the_variable_are_one_node(variant):
+    """80 and the next float below it are distinct sigmas with one log: no polynomial takes both, and the plan is
+    finite (the release before made NaN corrections there)."""
+    sigmas = np.append([80.0, np.nextafter(80.0, 0.0)], np.geomspace(40.0, 0.03, 10))
+    sigmas = np.append(sigmas, 0.0)
+    plan = get_plan(sigmas, Config(variant=variant, degree=2, corrector=True), cache=CoefficientCache())
+    numbers = [w for step in plan.steps for w in tuple(step.update.weights) + tuple(step.correction or ())]
+    assert np.all(np.isfinite(numbers))

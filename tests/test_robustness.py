@@ -266,11 +266,11 @@ BAD_OPTIONS = [
     (dict(parameterisation="vp"), "unknown parameterisation"),
     (dict(config=Config(), variant="ipndm_v"), "variant 'ipndm_v' is not one of"),
     (dict(config=Config(), variant=None), "variant None is not one of"),
-    (dict(max_amplification=0.5), "max_amplification 0.5 is outside its range: max_amplification must be off, or "
-                                  "from 1 to 4"),
-    (dict(max_amplification=float("inf")), "max_amplification must be a number"),
-    (dict(max_step_angle=0.0), "max_step_angle 0 is outside its range: max_step_angle must be off, or above 0 "
-                               "and at most 1.57"),
+    (dict(max_amplification=0.5), "max_amplification 0.5 is outside its range: max_amplification must be from 1 "
+                                  "to 4, or off (None; 0 on a node's widget)"),
+    (dict(max_amplification=float("inf")), "max_amplification must be a number from 1 to 4, or off"),
+    (dict(max_step_angle=0.0), "max_step_angle 0 is outside its range: max_step_angle must be above 0 and at "
+                               "most 1.57, or off (None; 0 on a node's widget)"),
     (dict(max_step_angle=2.0), "max_step_angle 2 is outside its range"),
     (dict(eta=1.5), "eta 1.5 is outside its range"),
     (dict(eta=float("nan")), "eta must be a number"),
@@ -296,6 +296,23 @@ BAD_OPTIONS = [
 def test_bad_options_are_named(options, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         sample_deis(MIXTURE.denoiser(), noise(1, 1, 2, 2), karras(5), **options)
+
+
+def test_time_maps_without_a_key_are_equal_only_to_themselves():
+    """Two user time maps with no key must not share a cache entry (they may give different times)."""
+    from deis import TimeMap
+
+    class Shifted(TimeMap):
+        def __init__(self, shift):
+            self.shift = shift
+
+        def t_of_logrho(self, log_rho):
+            return np.asarray(log_rho, dtype=np.float64) + self.shift
+
+    a, b = Shifted(0.0), Shifted(1.0)
+    assert a != b and a == a and Config(time_map=a) != Config(time_map=b)
+    sigmas, cache = schedules.sd15_karras(8), CoefficientCache()
+    assert get_plan(sigmas, Config(time_map=a), cache=cache) is not get_plan(sigmas, Config(time_map=b), cache=cache)
 
 
 def test_every_problem_is_named_at_once():
