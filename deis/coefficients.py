@@ -325,8 +325,9 @@ def without_near_repeats(at_nodes, reach):
 
 def zero_step_nodes(rho, count):
     """The nodes of the step into rho = 0, a polynomial in rho from the last sigma back. That step is as long as
-    where it starts, so a gap is measured against the steps on its two sides instead: a near-repeat is a gap under
-    ``MIN_NODE_SPACING`` times the shorter of them (the last sigmas of a dense schedule are close, and evenly so)."""
+    where it starts, so a gap is measured against its neighbours instead: a near-repeat is a gap under
+    ``MIN_NODE_SPACING`` times the shorter of the step after it and the longer of the two before it (the last
+    sigmas of a dense schedule are close, and evenly so)."""
     n = len(rho) - 1
     steps = np.abs(np.diff(rho)).tolist()  # steps[j]: from sigma j to sigma j + 1, the last one into 0
 
