@@ -110,17 +110,23 @@ def tab_time(config, parameterisation, model_time_map=None):
     return default_time_map(parameterisation.name) if model_time_map is None else model_time_map
 
 
+def cached(kind, key, sigmas, param, cache, compute):
+    """The plan ``compute(sigmas)`` for the checked float64 ``sigmas`` of a form, from ``cache`` (default
+    ``default_cache``) under ``(kind, key, form, the exact sigmas)``."""
+    sigmas = host_sigmas(sigmas)
+    param.check_sigmas(sigmas)
+    cache = default_cache if cache is None else cache
+    return cache.get((kind, key, param.name, sigmas.tobytes()), lambda: compute(sigmas))
+
+
 def get_plan(sigmas, config, parameterisation="ve", model_time_map=None, cache=None):
     """The cached plan for a schedule, a ``deis.Config``, the model's form and (tAB) its own time."""
     if not isinstance(config, Config):
         raise ConfigError([f"config must be a deis.Config; got {config!r}"])
     param = get_parameterisation(parameterisation)
-    sigmas = host_sigmas(sigmas)
-    param.check_sigmas(sigmas)
     time_map = tab_time(config, param, model_time_map)
-    cache = default_cache if cache is None else cache
-    return cache.get(("multistep", config.plan_key(time_map), param.name, sigmas.tobytes()),
-                     lambda: multistep_plan(sigmas, config, param, time_map))
+    return cached("multistep", config.plan_key(time_map), sigmas, param, cache,
+                  lambda sigmas: multistep_plan(sigmas, config, param, time_map))
 
 
 # --------------------------------------------------------------------------- the integrands in x
@@ -208,13 +214,16 @@ def multistep_plan(sigmas, config, param, time_map=None):
     node_values = at_nodes.tolist()
     plain = without_near_repeats(at_nodes[:last + 1], config.degree)  # not the step into 0: zero_step_nodes
 
-    def predictor_nodes(degrees, i):
-        degree = int(degrees[i])
-        if i == last:  # into sigma = 0: a polynomial in rho
-            return zero_step_nodes(rho, degree + 1)
+    def nodes_of_step(i, newest, count):
+        """The nodes of step i's polynomial, from ``newest``: consecutive where the schedule has no near-repeat."""
         if plain:
-            return tuple(range(i, i - degree - 1, -1))
-        return step_nodes(node_values, i, abs(node_values[i + 1] - node_values[i]), degree + 1)
+            return tuple(range(newest, newest - count, -1))
+        return step_nodes(node_values, newest, abs(node_values[i + 1] - node_values[i]), count)
+
+    def predictor_nodes(degrees, i):
+        if i == last:  # into sigma = 0: a polynomial in rho
+            return zero_step_nodes(rho, int(degrees[i]) + 1)
+        return nodes_of_step(i, i, int(degrees[i]) + 1)
 
     def predictor_weights(degrees, steps=None):
         steps = range(len(degrees)) if steps is None else steps
@@ -246,7 +255,7 @@ def multistep_plan(sigmas, config, param, time_map=None):
             updates.append(Update(float(scale[i + 1] / scale[i]), 0.0, tuple((scale[i + 1] * C[i]).tolist())))
 
     corrections = [None] * (n + 1)  # the correction of step i is applied at step i + 1
-    correction_nodes = corrector_nodes(config, integrand, node_values, usable, rho, degrees, last, plain)
+    correction_nodes = corrector_nodes(config, integrand, nodes_of_step, usable, rho, degrees, last)
     corrected = [i for i, c in enumerate(correction_nodes) if c]
     correction_weights = multistep_weights(config.variant, rho, [correction_nodes[i] for i in corrected],
                                            time_map, integrand, power, steps=corrected) if corrected else []
@@ -282,10 +291,10 @@ def multistep_plan(sigmas, config, param, time_map=None):
     return Plan(tuple(steps), int(history))
 
 
-def corrector_nodes(config, integrand, at_nodes, usable, rho, degrees, last, plain=False):
+def corrector_nodes(config, integrand, nodes_of_step, usable, rho, degrees, last):
     """The nodes of each step's correction (empty: none): the point the step predicted and the predictor's nodes,
-    one degree higher (``coefficients.step_nodes`` from ``i + 1``); none with the corrector off, where a node is not
-    finite, or (``corrector_max_angle``, ``max_step_angle``) on steps that span more than that angle."""
+    one degree higher (``nodes_of_step(i, i + 1, count)``); none with the corrector off, where a node is not finite,
+    or (``corrector_max_angle``, ``max_step_angle``) on steps that span more than that angle."""
     result = [()] * last
     if not config.corrector:
         return result
@@ -296,9 +305,7 @@ def corrector_nodes(config, integrand, at_nodes, usable, rho, degrees, last, pla
         if any(limit is not None and angles[i] > limit for limit in (config.corrector_max_angle,
                                                                      config.max_step_angle)):
             continue
-        count = int(degrees[i]) + 2
-        result[i] = tuple(range(i + 1, i + 1 - count, -1)) if plain else step_nodes(
-            at_nodes, i + 1, abs(at_nodes[i + 1] - at_nodes[i]), count)
+        result[i] = nodes_of_step(i, i + 1, int(degrees[i]) + 2)
     return result
 
 
@@ -349,11 +356,7 @@ def get_runge_kutta_plan(sigmas, tableau="kutta3", parameterisation="ve", cache=
     if tableau not in TABLEAUS:
         raise ConfigError([f"unknown Runge-Kutta tableau {tableau!r}; set tableau to one of {', '.join(TABLEAUS)}"])
     param = get_parameterisation(parameterisation)
-    sigmas = host_sigmas(sigmas)
-    param.check_sigmas(sigmas)
-    cache = default_cache if cache is None else cache
-    return cache.get(("runge_kutta", tableau, param.name, sigmas.tobytes()),
-                     lambda: runge_kutta_plan(sigmas, tableau, param))
+    return cached("runge_kutta", tableau, sigmas, param, cache, lambda sigmas: runge_kutta_plan(sigmas, tableau, param))
 
 
 def runge_kutta_plan(sigmas, tableau, param):

@@ -56,11 +56,31 @@ def prepare(sigmas, x):
     return sigmas
 
 
-def on_device(sigmas, x):
-    """The schedule as a tensor beside ``x``, and the state's dtype: half-precision latents are shown to the model as
-    they are, while the sampler's state and history are kept in float32, so rounding does not build up."""
-    sigmas = sigmas.to(x.device) if torch.is_tensor(sigmas) else torch.as_tensor(sigmas, device=x.device)
-    return sigmas, torch.promote_types(x.dtype, torch.float32)
+class Loop:
+    """What a sampler's step loop shares: the schedule as a tensor beside ``x``, and the model call. Half-precision
+    latents are shown to the model as they are, while the sampler's state and history are kept in float32, so
+    rounding does not build up."""
+
+    def __init__(self, model, x, sigmas, extra_args, callback):
+        self.model, self.callback = model, callback
+        self.extra_args = {} if extra_args is None else extra_args
+        self.sigmas = sigmas.to(x.device) if torch.is_tensor(sigmas) else torch.as_tensor(sigmas, device=x.device)
+        self.s_in = self.sigmas.new_ones([x.shape[0]])
+        self.latent_dtype = x.dtype
+        self.state_dtype = torch.promote_types(x.dtype, torch.float32)
+
+    def denoise(self, x, sigma):
+        """The model's denoised value at ``x`` (in the state's dtype) and ``sigma``, in the state's dtype."""
+        return self.model(x.to(self.latent_dtype), sigma * self.s_in, **self.extra_args).to(self.state_dtype)
+
+    def step_denoise(self, x, i):
+        """The model at step ``i``'s sigma, with the progress callback."""
+        x_in = x.to(self.latent_dtype)
+        sigma = self.sigmas[i]
+        denoised = self.model(x_in, sigma * self.s_in, **self.extra_args)
+        if self.callback is not None:
+            self.callback({"x": x_in, "i": i, "sigma": sigma, "sigma_hat": sigma, "denoised": denoised})
+        return denoised.to(self.state_dtype)
 
 
 @torch.no_grad()
@@ -93,23 +113,16 @@ def sample_deis(model, x, sigmas, extra_args=None, callback=None, disable=None, 
                        **options)
     sigmas = prepare(sigmas, x)
     plan = get_plan(sigmas, config, parameterisation, model_time_map, cache)
-    extra_args = {} if extra_args is None else extra_args
-    sigmas, state_dtype = on_device(sigmas, x)
-    s_in = sigmas.new_ones([x.shape[0]])
-    latent_dtype = x.dtype
-    x = x.to(state_dtype)
+    loop = Loop(model, x, sigmas, extra_args, callback)
+    sigmas, x = loop.sigmas, x.to(loop.state_dtype)
     if noise_sampler is None and config.eta:
-        noise_sampler = default_noise_sampler(x, extra_args.get("seed"))
+        noise_sampler = default_noise_sampler(x, loop.extra_args.get("seed"))
 
     slopes = deque(maxlen=plan.history)  # newest first
     eps_hats = deque(maxlen=plan.history)  # the points the step into sigma = 0 reads
     for i in trange(len(sigmas) - 1, disable=disable):
         step = plan.steps[i]
-        x_in = x.to(latent_dtype)
-        denoised = model(x_in, sigmas[i] * s_in, **extra_args)
-        if callback is not None:
-            callback({"x": x_in, "i": i, "sigma": sigmas[i], "sigma_hat": sigmas[i], "denoised": denoised})
-        denoised = denoised.to(x.dtype)
+        denoised = loop.step_denoise(x, i)
         # The slope the polynomial follows, at the point the model saw: eps_hat, v_hat, or D itself.
         slopes.appendleft(denoised if step.slope is None else slope(x, denoised, step.slope))
         if step.keep_eps_hat:
@@ -121,7 +134,7 @@ def sample_deis(model, x, sigmas, extra_args=None, callback=None, disable=None, 
         x = advance(x, denoised, step.update, eps_hats if step.on_eps_hat else slopes)
         if step.noise:
             x.add_(noise_sampler(sigmas[i], sigmas[i + 1]).to(x.dtype), alpha=step.noise * config.s_noise)
-    return x.to(latent_dtype)
+    return x.to(loop.latent_dtype)
 
 
 def sample_deis_auto(model, x, sigmas, extra_args=None, callback=None, disable=None, **options):
@@ -154,24 +167,15 @@ def sample_deis_rk(model, x, sigmas, extra_args=None, callback=None, disable=Non
     """
     sigmas = prepare(sigmas, x)
     plan = get_runge_kutta_plan(sigmas, tableau, parameterisation, cache)
-    extra_args = {} if extra_args is None else extra_args
-    sigmas, state_dtype = on_device(sigmas, x)
-    s_in = sigmas.new_ones([x.shape[0]])
-    latent_dtype = x.dtype
-    x = x.to(state_dtype)
+    loop = Loop(model, x, sigmas, extra_args, callback)
+    sigmas, x = loop.sigmas, x.to(loop.state_dtype)
     stage_sigmas = torch.tensor(plan.stage_sigmas, dtype=sigmas.dtype, device=x.device)
     for i in trange(len(sigmas) - 1, disable=disable):
         step = plan.steps[i]
-        x_in = x.to(latent_dtype)
-        denoised = model(x_in, sigmas[i] * s_in, **extra_args)
-        if callback is not None:
-            callback({"x": x_in, "i": i, "sigma": sigmas[i], "sigma_hat": sigmas[i], "denoised": denoised})
-        denoised = denoised.to(x.dtype)
+        denoised = loop.step_denoise(x, i)
         stages = [slope(x, denoised, step.slope)]
         for stage in step.stages:
             x_stage = advance(x, denoised, stage.update, stages)
-            denoised_stage = model(x_stage.to(latent_dtype), stage_sigmas[stage.sigma_index] * s_in,
-                                   **extra_args).to(x.dtype)
-            stages.append(slope(x_stage, denoised_stage, stage.slope))
+            stages.append(slope(x_stage, loop.denoise(x_stage, stage_sigmas[stage.sigma_index]), stage.slope))
         x = advance(x, denoised, step.update, stages)
-    return x.to(latent_dtype)
+    return x.to(loop.latent_dtype)
