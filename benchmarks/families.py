@@ -25,6 +25,9 @@ The families:
 - ``class-digits``: the learned class-conditional EDM-style denoiser (one network, trained with the class dropped at
   random) under classifier-free guidance at scale 6 towards the digit 3, as image models are sampled. Added for
   the next search of benchmarks/selection.py; benchmarks/results/comfy_accuracy.md predates it.
+- ``guided-curve``: a near-continuum (48 tight components along a closed curve in 64 dimensions) under
+  classifier-free guidance at scale 6 towards every fourth of them, as guidance acts on an image model's data
+  manifold: the guided ODE is stiff there. Added for the search of benchmarks/recommendation.py.
 Held out of every choice (``benchmarks.selection.HELD_OUT``), on every model kind of the benchmark:
 
 - ``spectral``: a mixture in 256 dimensions whose coordinates vary on scales that fall as a power
@@ -204,6 +207,8 @@ JOINT_64 = JointMixture(dim=64, components=8, spread=0.05, seed=64, conditional=
 JOINT_256 = JointMixture(dim=256, components=16, spread=0.2, seed=256)
 SPECTRAL = JointMixture(dim=256, components=6, spread=0.3, seed=1024, spectrum=1.0, conditional=(0, 1))
 CURVE = JointMixture(dim=64, components=48, spread=0.05, seed=4096, curve=True)
+#: Another near-continuum, guided towards every fourth of its modes: what guidance does to an image model.
+GUIDED_CURVE = JointMixture(dim=64, components=48, spread=0.05, seed=8192, curve=True, conditional=range(0, 48, 4))
 GUIDANCE_SCALE = 6.0
 #: The digit the class-conditional family is guided towards.
 CLASS_TARGET = 3
@@ -230,6 +235,8 @@ FAMILIES = {f.name: f for f in (
     Family("class-digits", (16, 4, 4, 4), ("eps",), lambda form: learned_with_class(CLASS_TARGET),
            guidance=GUIDANCE_SCALE, reference_denoiser=lambda form: guided(learned_with_class(CLASS_TARGET),
                                                                            GUIDANCE_SCALE)),
+    Family("guided-curve", (8, 4, 4, 4), GUIDED_MODELS, GUIDED_CURVE.denoiser, guidance=GUIDANCE_SCALE,
+           reference_denoiser=lambda form: GUIDED_CURVE.guided_denoiser(form, GUIDANCE_SCALE)),
     Family("spectral", (8, 4, 8, 8), ALL_MODELS, SPECTRAL.denoiser),
     Family("curve", (8, 4, 4, 4), ALL_MODELS, CURVE.denoiser),
     Family("guided-spectral", (8, 4, 8, 8), ALL_MODELS, SPECTRAL.denoiser, guidance=HELD_OUT_GUIDANCE_SCALE,

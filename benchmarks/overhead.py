@@ -35,7 +35,7 @@ COLD_CONFIGS = {
     "deis_auto, flow (tAB2 v, flow time, capped)": (named_config("deis_auto", "flow"), "flow", schedules.flow_shift),
     "deis_corrected, SD-style (tAB1 data, corrected)": (named_config("deis_corrected", "ve"), "ve",
                                                         schedules.sd15_karras),
-    "deis_corrected, flow (tAB2 v, corrected)": (named_config("deis_corrected", "flow"), "flow",
+    "deis_corrected, flow (tAB1 v, corrected)": (named_config("deis_corrected", "flow"), "flow",
                                                  schedules.flow_shift),
     "deis_sde (tAB1 data, SD1.5 table, eta 1)": (named_config("deis_sde", "ve").replace(time_map=schedules.SD15), "ve",
                                                  schedules.sd15_karras),

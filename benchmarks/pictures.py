@@ -2,13 +2,14 @@
 
     COMFYUI_PATH=/path/to/ComfyUI python -m benchmarks.pictures [--out benchmarks/results]
 
-Every sampler runs inside ComfyUI (``comfy.sample.sample_custom``) from the same start noise, at
-8, 10 and 12 steps: the pack's ``deis_auto``, ComfyUI's ``deis``, ``dpmpp_2m``, ``ipndm_v`` and
-``euler``. Each model runs with the scheduler the README's table gives ``deis_auto`` for 8 to 12
-steps, the same for every sampler: the learned digits model as an SD1.5-style model with karras,
-the learned flow-matching model as a flow model (shift 3) with kl_optimal. The top row is the
-exact solution of the same ODE (DOP853); under each strip of samples is its error map,
-|sample - exact|. Writes comparison_digits.png and comparison_flow_digits.png.
+Every sampler runs inside ComfyUI (``comfy.sample.sample_custom``) from the same start noise, at 8, 10 and 20
+steps: the pack's recommended ``deis_corrected``, ComfyUI's ``deis``, ``uni_pc_bh2``, ``ipndm``, ``dpmpp_2m`` and
+``euler``. Each model runs with the scheduler the README's table gives its form (``benchmarks.recommendation.TABLE``),
+the same for every sampler: the learned digits model as an SD1.5-style model, unguided and (the class-conditional
+model) under CFG 6 towards the digit 3, and the learned flow-matching model as a flow model (shift 3). The top row
+is the exact solution of the same ODE (DOP853); under each strip of samples is its error map, |sample - exact|.
+Writes comparison_digits.png, comparison_class_digits.png, comparison_flow_digits.png and pictures.md (the
+errors, for the README's captions).
 """
 
 import argparse
@@ -20,11 +21,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-NFES = (8, 10, 12)
+from benchmarks.recommendation import TABLE  # noqa: E402
+
+NFES = (8, 10, 20)
 SHOW = 6  # samples shown per cell
 BATCH = 64  # samples per cell behind the error number
-SETTINGS = {"digits": ("eps", "karras"), "flow-digits": ("flow", "kl_optimal")}
-SAMPLERS = ("deis_auto", "deis_corrected", "deis", "dpmpp_2m", "ipndm_v", "euler")
+#: family: (model kind, form)
+SETTINGS = {"digits": ("eps", "sd"), "class-digits": ("eps", "sd"), "flow-digits": ("flow", "flow")}
+SAMPLERS = ("deis_corrected", "deis", "uni_pc_bh2", "ipndm", "dpmpp_2m", "euler")
 ERROR_SCALE = 0.5  # the colour scale's top (errors above it show as its colour); pixels run from -1 to 1
 
 def strip(batch, error=None):
@@ -69,7 +73,7 @@ def draw(title, reference, rows, path, nfes=NFES):
             ax.imshow(strip(samples, np.abs(samples - reference)), interpolation="nearest")
             ax.set_title(f"NFE {nfe}: error {relative_l2(samples, reference):.3f}", fontsize=8)
         axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9,
-                              fontweight="bold" if label.startswith("deis_auto") or "DEIS" in label else None)
+                              fontweight="bold" if label.startswith("deis_") else None)
     fig.suptitle(title, fontsize=10)
     colour = plt.cm.ScalarMappable(cmap="magma", norm=matplotlib.colors.Normalize(0, ERROR_SCALE))
     fig.colorbar(colour, ax=axes[1:, :].ravel().tolist(), fraction=0.025, pad=0.02,
@@ -90,10 +94,14 @@ def main():
     from benchmarks.families import FAMILIES, reference_solution
 
     comfy_support.import_pack()
-    pictures = {}
-    for family, (kind, scheduler) in SETTINGS.items():
-        form = "ve" if kind == "eps" else "flow"
-        denoiser = FAMILIES[family].denoiser(form)
+    lines = ["# Same-seed pictures (benchmarks/pictures.py)", "",
+             f"Relative error of {BATCH} samples against the exact ODE solution, each model on its form's scheduler "
+             "of the README's table.", "", "| model | scheduler | CFG | sampler | " +
+             " | ".join(f"{n} steps" for n in NFES) + " |", "|---|---|---:|---|" + "---:|" * len(NFES)]
+    for family, (kind, form) in SETTINGS.items():
+        scheduler = TABLE[form]
+        guidance = FAMILIES[family].guidance
+        denoiser = FAMILIES[family].denoiser(form if form == "flow" else "ve")
         model = comfy_support.exact_model(kind, denoiser=denoiser)
         model_sampling = model.get_model_object("model_sampling")
         shape = (BATCH, 4, 4, 4)
@@ -103,17 +111,22 @@ def main():
         for name in SAMPLERS:
             rows[name] = {}
             for nfe in NFES:
-                out, sigmas = run(model, kind, name, scheduler, nfe, noise, latent)
+                out, sigmas = run(model, kind, name, scheduler, nfe, noise, latent, guidance)
                 if reference is None:
                     start = model_sampling.noise_scaling(sigmas[0], noise, latent, True).double().numpy()
-                    reference = reference_solution(denoiser, start, float(sigmas[0])).reshape(BATCH, 64)
+                    reference = reference_solution(FAMILIES[family].reference_denoiser(
+                        form if form == "flow" else "ve"), start, float(sigmas[0])).reshape(BATCH, 64)
                 rows[name][nfe] = out.double().numpy().reshape(BATCH, 64)
-        title = (f"learned {'digits model as an SD1.5-style model' if kind == 'eps' else 'flow-matching digits model'}"
-                 f", {scheduler} scheduler (the README's pick for 8 to 12 steps), same noise for every sampler")
+            errors = " | ".join(f"{relative_l2(rows[name][n], reference):.3f}" for n in NFES)
+            lines.append(f"| {family} | {scheduler} | {guidance or 1:g} | {name} | {errors} |")
+        what = {"digits": "digits model as an SD1.5-style model", "class-digits": "class-conditional digits model "
+                "(SD1.5-style) under CFG 6 towards 3", "flow-digits": "flow-matching digits model"}[family]
+        title = f"learned {what}, {scheduler} scheduler (the README's pick), same noise for every sampler"
         path = args.out / f"comparison_{family.replace('-', '_')}.png"
         draw(title, reference, rows, path)
-        pictures[family] = path
         print(f"wrote {path}")
+    (args.out / "pictures.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -76,6 +76,15 @@ class Config:
     corrector_max_angle: Optional[float] = option(
         None, "with the corrector: no correction of a step that spans more than this angle of arctan(sigma/alpha)",
         low=0.0, above=True, high=RIGHT_ANGLE, off=0.0, kind=float)
+    corrector_data_scale: Optional[float] = option(
+        None, "with the corrector: take each correction as one Newton step of the implicit step it approximates, the "
+              "model's response to x estimated for data of this spread per latent value; on long steps at low noise "
+              "(the last steps of normal) a plain correction removes only part of the predictor's error",
+        low=0.0, above=True, high=1.0, off=0.0, kind=float)
+    corrector_max_cfg: Optional[float] = option(
+        None, "with the corrector: no correction when the model is guided above this CFG scale, where corrections "
+              "go astray; it acts where the host gives the sampler its scale (ComfyUI's CFG does)",
+        low=1.0, high=100.0, off=0.0, kind=float)
     eta: float = option(
         0.0, "noise added back each step: 0 samples the ODE (the same image from the same noise), 1 the full "
              "reverse SDE", low=0.0, high=1.0)
@@ -103,12 +112,20 @@ class Config:
         """``final_degree``, never above ``degree``."""
         return min(self.final_degree, self.degree)
 
+    def for_guidance(self, cfg):
+        """The configuration a model guided at scale ``cfg`` (None: not known) is sampled with: without the
+        corrector above ``corrector_max_cfg``."""
+        if self.corrector and self.corrector_max_cfg is not None and cfg is not None and cfg > self.corrector_max_cfg:
+            return self.replace(corrector=False)
+        return self
+
     def plan_key(self, time_map):
         """What the coefficients depend on, with tAB's time as the plan takes it (``plan.tab_time``): the options
         that act, each as it acts (``s_noise`` only scales noise; an unused option counts as unset)."""
         used = dict(self.__dict__, time_map=time_map, final_degree=self.step_into_zero_degree, s_noise=None)
+        used["corrector_max_cfg"] = None  # it acts before the plan: ``for_guidance``
         if not self.corrector:
-            used["corrector_max_angle"] = None
+            used["corrector_max_angle"] = used["corrector_data_scale"] = None
         return tuple(used[name] for name in OPTIONS)
 
 
@@ -211,18 +228,21 @@ def config_problems(config):
             yield f"degree {c.degree} is unstable with eta above 0; set degree to 2 or less, or eta to 0"
 
 
-#: The pack's entries: for each, the configuration of each form (README, "Evidence", says how each was chosen;
-#: docs/selection.md has the record).
+#: The pack's entries: for each, the configuration of each form. deis_corrected, the recommendation, was chosen by
+#: benchmarks/recommendation.py (its results: benchmarks/results/recommendation.md); deis_auto by the search
+#: docs/selection.md records.
 CONFIGURATIONS = {
+    "deis_corrected": {
+        "ve": Config(degree=1, integrand="data", time_map=VPLinearTime(), corrector=True, max_step_angle=0.4,
+                     corrector_data_scale=0.01, corrector_max_cfg=4.0),
+        "flow": Config(degree=1, integrand="v", time_map=FlowTime(), corrector=True, max_amplification=1.5,
+                       corrector_max_angle=0.15, max_step_angle=0.4, corrector_data_scale=0.05,
+                       corrector_max_cfg=4.0),
+    },
     "deis_auto": {
         "ve": Config(degree=2, time_map=VPLinearTime()),
         "flow": Config(degree=2, integrand="v", time_map=FlowTime(), final_degree=0, lower_order_final=False,
                        max_amplification=1.5),
-    },
-    "deis_corrected": {
-        "ve": Config(degree=1, integrand="data", time_map=VPLinearTime(), corrector=True, max_step_angle=0.4),
-        "flow": Config(degree=2, integrand="v", time_map=FlowTime(), corrector=True, max_amplification=1.5,
-                       corrector_max_angle=0.15, max_step_angle=0.6),
     },
     # tAB1 on the denoised value, which is smooth along a noisy path where the predicted noise is not.
     "deis_sde": {form: Config(degree=1, integrand="data", final_degree=0, eta=1.0) for form in ("ve", "flow")},

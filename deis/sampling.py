@@ -85,7 +85,7 @@ class Loop:
 
 @torch.no_grad()
 def sample_deis(model, x, sigmas, extra_args=None, callback=None, disable=None, config=None,
-                parameterisation="ve", model_time_map=None, noise_sampler=None, cache=None, **options):
+                parameterisation="ve", model_time_map=None, noise_sampler=None, cache=None, cfg=None, **options):
     """DEIS, the Diffusion Exponential Integrator Sampler (Zhang & Chen, ICLR 2023), multistep.
 
     Integrates ``d xh / d rho = eps_hat`` exactly in its linear part, with ``rho = sigma / alpha`` (docs/math.md).
@@ -104,13 +104,15 @@ def sample_deis(model, x, sigmas, extra_args=None, callback=None, disable=None, 
     noise_sampler: ``noise_sampler(sigma, sigma_next)`` returning standard normal noise like x, with eta above 0;
         default: seeded from ``extra_args["seed"]`` when there is one.
     cache: a ``deis.CoefficientCache``; default ``deis.default_cache``.
+    cfg: the classifier-free guidance scale the model runs at, where the caller knows it (``corrector_max_cfg``
+        reads it); None: not known.
     """
     if config is None and "variant" in options:
         raise ConfigError(["variant without config: 0.1.0 took it as the paper's configuration with that variable; "
                            "pass config=deis.Config(variant=...) for that, or config=\"deis_auto\" to change "
                            "deis_auto's variable"])
     config = configure("deis_auto" if config is None else config, get_parameterisation(parameterisation).name,
-                       **options)
+                       **options).for_guidance(cfg)
     sigmas = prepare(sigmas, x)
     plan = get_plan(sigmas, config, parameterisation, model_time_map, cache)
     loop = Loop(model, x, sigmas, extra_args, callback)
@@ -127,11 +129,14 @@ def sample_deis(model, x, sigmas, extra_args=None, callback=None, disable=None, 
         slopes.appendleft(denoised if step.slope is None else slope(x, denoised, step.slope))
         if step.keep_eps_hat:
             eps_hats.appendleft(slope(x, denoised, step.keep_eps_hat))
-        if step.correction:  # UniC: the step that led here, again with the slope here as one more node
-            x = x + step.correction[0] * slopes[0]
-            for weight, h in zip(step.correction[1:], list(slopes)[1:]):
-                x.add_(h, alpha=weight)
-        x = advance(x, denoised, step.update, eps_hats if step.on_eps_hat else slopes)
+        if step.corrected_update:  # UniC's correction (the step that led here, again with the slope here as one
+            x = advance(x, denoised, step.corrected_update, slopes)  # more node) and this step, in one update
+        else:
+            if step.correction:  # the step into 0 on the kept eps_hat: the correction first
+                x = x + step.correction[0] * slopes[0]
+                for weight, h in zip(step.correction[1:], list(slopes)[1:]):
+                    x.add_(h, alpha=weight)
+            x = advance(x, denoised, step.update, eps_hats if step.on_eps_hat else slopes)
         if step.noise:
             x.add_(noise_sampler(sigmas[i], sigmas[i + 1]).to(x.dtype), alpha=step.noise * config.s_noise)
     return x.to(loop.latent_dtype)

@@ -78,3 +78,10 @@ def model_options(model):
         return dict(parameterisation="ve")
     parameterisation = parameterisation_of(model_sampling)
     return dict(parameterisation=parameterisation, model_time_map=time_map_of(model_sampling, parameterisation))
+
+
+def guidance_of(model):
+    """The CFG scale of the guider behind the denoiser ComfyUI hands a sampler (its CFGGuider's ``cfg``, which
+    KSampler and SamplerCustom set), or None where the guider has none (BasicGuider, DualCFGGuider's two scales)."""
+    cfg = getattr(getattr(model, "inner_model", None), "cfg", None)
+    return float(cfg) if isinstance(cfg, (int, float)) and not isinstance(cfg, bool) else None

@@ -1,7 +1,7 @@
 """DEIS inside ComfyUI: the KSampler entries, the Sampler DEIS nodes and the DEIS scheduler.
 
-One ``deis_auto`` step, from KSampler to the update it applies: KSampler calls the function
-``comfy_sampler("deis_auto")`` made, which reads the model's form and time (nodes/model_info.py) and calls
+One ``deis_corrected`` step, from KSampler to the update it applies: KSampler calls the function
+``comfy_sampler("deis_corrected")`` made, which reads the model's form and time (nodes/model_info.py) and calls
 ``deis.sample_deis`` with the entry's configuration for that form (deis/config.py); its loop
 (deis/sampling.py) takes every number from deis/plan.py.
 
@@ -17,19 +17,20 @@ import torch
 from ..deis import CONFIGURATIONS, ENTRIES, OPTIONS, Config, ConfigError, VPLinearTime, sample_deis, sample_deis_rk
 from ..deis.config import problem_list, value_problem
 from ..deis.schedules import log_rho_uniform, rho_polynomial, time_uniform
-from .model_info import model_options, parameterisation_of, time_map_of
+from .model_info import guidance_of, model_options, parameterisation_of, time_map_of
 
 #: What each entry is, in the words every page uses (tests/test_one_story.py holds them to it).
 ENTRY_DESCRIPTIONS = {
-    "deis_auto": "the recommended sampler: tAB2 on the predicted noise in the paper's VP time on SD-style models, "
-                 "tAB2 on the v-prediction in flow time on flow models",
-    "deis_corrected": "UniPC's corrector at no extra model call, on tAB1 on the denoised image in the paper's VP "
-                      "time on SD-style models and on tAB2 on the v-prediction in flow time on flow models, except "
-                      "over steps that span much of the way from noise to data",
+    "deis_corrected": "the recommended sampler: tAB1 with UniPC's corrector at no extra model call, each correction "
+                      "taken as the implicit step it approximates, on the denoised image in the paper's VP time on "
+                      "SD-style models and on the v-prediction in flow time on flow models; above CFG 4 it leaves "
+                      "the correction out",
+    "deis_auto": "the uncorrected DEIS, the paper's tAB with exact coefficients: tAB2 on the predicted noise in the "
+                 "paper's VP time on SD-style models, tAB2 on the v-prediction in flow time on flow models",
     "deis_sde": "stochastic (eta 1): tAB1 on the denoised image in the model's own time, with the reverse SDE's "
                 "own kernel",
 }
-RECOMMENDED = "deis_auto"
+RECOMMENDED = "deis_corrected"
 
 #: The paper's schedule, uniform in sqrt(t) of the model's time: KSampler's scheduler entry, and DEIS Scheduler's
 #: schedule of the same name.
@@ -50,7 +51,7 @@ def comfy_sampler(config, **changes):
 
     def sampler(model, x, sigmas, extra_args=None, callback=None, disable=None, **options):
         return sample_deis(model, x, sigmas, extra_args, callback, disable, config=config, **model_options(model),
-                           **{**changes, **options})
+                           cfg=guidance_of(model), **{**changes, **options})
 
     sampler.deis_pack = True  # marks functions this pack may replace on a re-import
     return sampler
@@ -103,8 +104,8 @@ def widget(name, default, tooltip=None, choices=None, low=None, step=None):
 Method = namedtuple("Method", "ode sde tableau", defaults=(None, None, None))
 DDIM = Config(degree=0, integrand="data", final_degree=0)
 METHODS = {
-    "recommended": Method("deis_auto", "deis_sde"),
-    "corrected": Method("deis_corrected", CONFIGURATIONS["deis_sde"]["ve"].replace(corrector=True)),
+    "recommended": Method("deis_corrected", "deis_sde"),
+    "uncorrected": Method("deis_auto", "deis_sde"),
     "tAB3, the paper's": Method(Config()),
     "DDIM": Method(DDIM),
     "Runge-Kutta 3": Method(tableau="kutta3"),
@@ -112,9 +113,8 @@ METHODS = {
 }
 #: Each method in the words its tooltip and help page use.
 METHOD_TEXT = {
-    "recommended": "KSampler's deis_auto; with eta above 0, deis_sde at that eta",
-    "corrected": "KSampler's deis_corrected, UniPC's corrector at no extra model call; with eta above 0, deis_sde "
-                 "at that eta with the corrector",
+    "recommended": "KSampler's deis_corrected; with eta above 0, deis_sde at that eta",
+    "uncorrected": "KSampler's deis_auto, DEIS without the corrector; with eta above 0, deis_sde at that eta",
     "tAB3, the paper's": "a cubic in the model's own time on the predicted noise",
     "DDIM": "first order, one model call a step",
     "Runge-Kutta 3": "rhoRK with Kutta's third-order tableau, three model calls a step",
@@ -124,7 +124,8 @@ METHOD_TEXT = {
 NO_ETA_BECAUSE = {"DDIM": "with noise it is no better than ComfyUI's euler_ancestral, up to 1.37 times further from "
                           "the model's own samples, and 1.4 to 4.2 times further than deis_sde"}
 #: What Sampler DEIS's first widget held in an earlier release (its variant), and the method that is now the same.
-EARLIER_VARIANTS = {"auto": "recommended", "tab": "tAB3, the paper's", "rhork": "Runge-Kutta 3"}
+EARLIER_VARIANTS = {"auto": "uncorrected", "corrected": "recommended", "tab": "tAB3, the paper's",
+                    "rhork": "Runge-Kutta 3"}
 METHODS_WITH_ETA = tuple(name for name, method in METHODS.items() if method.sde is not None)
 
 
@@ -170,8 +171,8 @@ class SamplerDEIS:
     RETURN_TYPES = ("SAMPLER",)
     FUNCTION = "get_sampler"
     DESCRIPTION = ("DEIS (Zhang & Chen, ICLR 2023) with exact coefficients. method recommended is KSampler's "
-                   "deis_auto, and with eta above 0 deis_sde. Sampler DEIS (advanced) sets the degree, integrand and "
-                   "corrector yourself.")
+                   "deis_corrected, and with eta above 0 deis_sde. Sampler DEIS (advanced) sets the degree, "
+                   "integrand and corrector yourself.")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -211,7 +212,8 @@ TIMES = {"tab_vp": VPLinearTime()}
 #: The widgets open on deis_corrected's SD-style configuration.
 OPENS_ON = CONFIGURATIONS["deis_corrected"]["ve"]
 ADVANCED_WIDGETS = ("variant", "degree", "integrand", "corrector", "final_degree", "max_amplification",
-                    "max_step_angle", "corrector_max_angle", "eta", "s_noise")
+                    "max_step_angle", "corrector_max_angle", "eta", "s_noise", "corrector_data_scale",
+                    "corrector_max_cfg")
 
 
 def widget_value(config, name):
@@ -268,7 +270,7 @@ class SamplerDEISAdvanced:
                                                          "2; for degree 0 use Sampler DEIS's method DDIM."),
         }
         steps = {"max_amplification": 0.05, "max_step_angle": 0.05, "corrector_max_angle": 0.05, "eta": 0.05,
-                 "s_noise": 0.01}
+                 "s_noise": 0.01, "corrector_data_scale": 0.01, "corrector_max_cfg": 0.5}
         for name in ADVANCED_WIDGETS[2:]:  # after variant and degree, whose inputs are written above
             inputs[name] = widget(name, widget_value(OPENS_ON, name), step=steps.get(name))
         eta, text = inputs["eta"]

@@ -19,7 +19,7 @@ log = logging.getLogger("deis-webui")
 
 #: The WebUI's label of each of the core's entries (deis.ENTRIES, ComfyUI's dropdown entries), whose ComfyUI name
 #: is the alias.
-LABELS = {"deis_auto": "DEIS auto", "deis_corrected": "DEIS corrected", "deis_sde": "DEIS SDE"}
+LABELS = {"deis_corrected": "DEIS corrected", "deis_auto": "DEIS auto", "deis_sde": "DEIS SDE"}
 
 
 def load_core():
@@ -64,7 +64,7 @@ def webui_sampler(entry):
 
     def sample(model, x, sigmas, extra_args=None, callback=None, disable=None):
         return core.sample_deis(model, x, sigmas, extra_args, callback, disable, config=entry,
-                                **model_options(core, model))
+                                cfg=guidance_of(extra_args), **model_options(core, model))
 
     def sample_stochastic(model, x, sigmas, extra_args=None, callback=None, disable=None, eta=None, s_noise=1.0,
                           noise_sampler=None):
@@ -74,6 +74,13 @@ def webui_sampler(entry):
                                 s_noise=s_noise, noise_sampler=noise_sampler)
 
     return sample_stochastic if is_stochastic(core, entry) else sample
+
+
+def guidance_of(extra_args):
+    """The CFG scale the WebUI samples at: its k-diffusion samplers pass ``cond_scale`` (the "CFG Scale" setting) in
+    ``extra_args``; None where it does not."""
+    cfg = (extra_args or {}).get("cond_scale")
+    return float(cfg) if isinstance(cfg, (int, float)) and not isinstance(cfg, bool) else None
 
 
 def is_stochastic(core, entry):

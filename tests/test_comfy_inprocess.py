@@ -169,7 +169,8 @@ def test_sampler_custom_advanced_with_sampler_deis_and_the_deis_scheduler(comfy,
     sigmas = pack_nodes["DEISScheduler"]().get_sigmas(model, 10, 1.0, "deis_time_quadratic", 2.0, 7.0)[0]
     assert sigmas.shape == (11,) and sigmas[-1] == 0
     assert torch.isclose(sigmas[0], model.get_model_object("model_sampling").sigma_max.float())
-    widgets = dict(zip(comfy.pack.nodes.samplers.ADVANCED_WIDGETS, ("tab", 2, "v", True, 1, 0.0, 0.0, 0.0, 0.0, 1.0)))
+    widgets = dict(zip(comfy.pack.nodes.samplers.ADVANCED_WIDGETS, ("tab", 2, "v", True, 1, 0.0, 0.0, 0.0, 0.0, 1.0,
+                                                                       0.0, 0.0)))
     sampler = pack_nodes["SamplerDEISAdvanced"]().get_sampler(**widgets)[0]
     latent = {"samples": torch.zeros(1, 4, 8, 8)}
     noise = comfy.custom.RandomNoise().get_noise(3)[0]
@@ -193,8 +194,9 @@ def advanced_combinations(comfy, sampled=False):
     samplers = comfy.pack.nodes.samplers
     for values in itertools.product(samplers.ADVANCED_VARIANTS, range(1, 4), comfy.pack.deis.INTEGRANDS,
                                     (False, True), range(3), (0.0, 1.5), (0.0, 0.3), (0.0, 0.3), (0.0, 0.5, 1.0),
-                                    (1.0, 0.8)):
-        if sampled and sum((values[5] != 0.0, values[6] != 0.0, values[7] != 0.0, values[9] != 1.0)) > 1:
+                                    (1.0, 0.8), (0.0, 0.05), (0.0, 4.0)):
+        if sampled and sum((values[5] != 0.0, values[6] != 0.0, values[7] != 0.0, values[9] != 1.0,
+                            values[10] != 0.0, values[11] != 0.0)) > 1:
             continue
         try:
             yield values, samplers.advanced_config(**dict(zip(samplers.ADVANCED_WIDGETS, values)))
@@ -281,7 +283,7 @@ def test_refused_combinations_name_every_problem_in_one_message(comfy):
     with pytest.raises(ValueError, match="^Sampler DEIS: eta 0.5 adds noise, which method \"tAB3, the paper's\""):
         comfy.pack.NODE_CLASS_MAPPINGS["SamplerDEIS"]().get_sampler("tAB3, the paper's", 0.5)
     verdict = comfy.pack.NODE_CLASS_MAPPINGS["SamplerDEIS"].VALIDATE_INPUTS("auto")
-    assert "earlier release" in verdict and "'recommended'" in verdict
+    assert "earlier release" in verdict and "'uncorrected'" in verdict
 
 
 def test_recommended_with_eta_is_deis_sde_at_that_eta_and_the_model_is_read(comfy, models):
@@ -297,9 +299,11 @@ def test_recommended_with_eta_is_deis_sde_at_that_eta_and_the_model_is_read(comf
 
     assert torch.equal(run(node.get_sampler("recommended", 0.7)[0]),
                        run(comfy.samplers.ksampler("deis_sde", {"eta": 0.7})))
-    assert torch.equal(run(node.get_sampler("recommended", 0.0)[0]), run(comfy.samplers.sampler_object("deis_auto")))
+    assert torch.equal(run(node.get_sampler("recommended", 0.0)[0]),
+                       run(comfy.samplers.sampler_object("deis_corrected")))
     direct = comfy.pack.deis.sample_deis(MIXTURE.denoiser("flow"), noise.double(), sigmas.double(), disable=True,
-                                         parameterisation="flow", model_time_map=comfy.pack.deis.FlowTime())
+                                         config="deis_corrected", parameterisation="flow",
+                                         model_time_map=comfy.pack.deis.FlowTime())
     torch.testing.assert_close(run(node.get_sampler("recommended", 0.0)[0]).double(), direct, rtol=1e-4, atol=1e-4)
 
 
@@ -426,7 +430,7 @@ def test_progress_callback_once_per_step_and_cancel_between_steps(comfy, models)
 def test_data_form_linear_in_log_sigma_is_comfyuis_res_multistep(comfy, models):
     """Independent oracle: ComfyUI's res_multistep is the exponential integrator with D linear in -log sigma."""
     node = comfy.pack.NODE_CLASS_MAPPINGS["SamplerDEISAdvanced"]()
-    values = ("logrhoab", 1, "data", False, 0, 0.0, 0.0, 0.0, 0.0, 1.0)
+    values = ("logrhoab", 1, "data", False, 0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0)
     sampler = node.get_sampler(**dict(zip(comfy.pack.nodes.samplers.ADVANCED_WIDGETS, values)))[0]
     model, cond = models["eps"], comfy_support.empty_conditioning()
     latent = torch.zeros(2, 4, 8, 8)

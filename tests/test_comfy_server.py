@@ -26,8 +26,8 @@ import comfy_support
 from benchmarks.problems import MIXTURE, relative_error
 from deis.timemaps import DiscreteVPTime
 
-PACK_NAMES = ["deis_auto", "deis_corrected", "deis_sde"]
-ODE_NAMES = ["deis_auto", "deis_corrected"]
+PACK_NAMES = ["deis_corrected", "deis_auto", "deis_sde"]
+ODE_NAMES = ["deis_corrected", "deis_auto"]
 SCHEDULER = "deis_time_quadratic"
 WORKFLOW_NAMES = ["deis_corrected, KSampler", "Sampler DEIS + Scheduler"]
 
@@ -246,7 +246,8 @@ def test_sampler_custom_advanced_workflow_with_sampler_deis_and_deis_scheduler(s
 
     deis = {"class_type": "SamplerDEISAdvanced", "inputs": {
         "variant": "tab", "degree": 2, "integrand": "v", "corrector": True, "final_degree": 1,
-        "max_amplification": 0.0, "max_step_angle": 0.0, "corrector_max_angle": 0.0, "eta": 0.0, "s_noise": 1.0}}
+        "max_amplification": 0.0, "max_step_angle": 0.0, "corrector_max_angle": 0.0, "eta": 0.0, "s_noise": 1.0,
+        "corrector_data_scale": 0.0, "corrector_max_cfg": 0.0}}
     euler = {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}}
     exact = exact_final(kind, seed)
     ours = server.saved_latent(server.run(workflow(deis, f"custom_{kind}/deis")))
@@ -291,9 +292,10 @@ def linked(workflow, node, values):
 
 def test_every_node_runs_with_every_input_linked(server):
     advanced = dict(variant="tab_vp", degree=1, integrand="data", corrector=True, final_degree=1,
-                    max_amplification=0.0, max_step_angle=0.4, corrector_max_angle=0.0, eta=0.0, s_noise=1.0)
+                    max_amplification=0.0, max_step_angle=0.4, corrector_max_angle=0.0, eta=0.0, s_noise=1.0,
+                    corrector_data_scale=0.01, corrector_max_cfg=4.0)
     scheduler = dict(steps=4, denoise=1.0, schedule="log_rho_uniform", kappa=2.0, power=7.0)
-    for sampler_node, values in ((("SamplerDEISAdvanced", advanced)), ("SamplerDEIS", dict(method="corrected",
+    for sampler_node, values in ((("SamplerDEISAdvanced", advanced)), ("SamplerDEIS", dict(method="recommended",
                                                                                            eta=0.0))):
         workflow = sampler_custom_workflow({"class_type": sampler_node, "inputs": {}},
                                            {"class_type": "DEISScheduler", "inputs": {"model": ["model", 0]}},
@@ -306,7 +308,8 @@ def test_every_node_runs_with_every_input_linked(server):
 def test_a_refused_setting_stops_the_run_with_one_message_naming_every_problem(server):
     """A setting that cannot run, linked or not, stops the workflow when the node runs: one error, every problem."""
     settings = dict(variant="tab", degree=3, integrand="v", corrector=True, final_degree=2, max_amplification=0.0,
-                    max_step_angle=0.0, corrector_max_angle=0.0, eta=0.5, s_noise=1.0)
+                    max_step_angle=0.0, corrector_max_angle=0.0, eta=0.5, s_noise=1.0, corrector_data_scale=0.0,
+                    corrector_max_cfg=0.0)
     workflow = sampler_custom_workflow({"class_type": "SamplerDEISAdvanced", "inputs": settings}, prefix="refused/x")
     status, body = server.post_status("/prompt", {"prompt": workflow})
     assert status == 200, body  # queued: nothing at validation to repeat once per input
@@ -325,7 +328,7 @@ def test_an_earlier_releases_method_is_refused_at_queue_time_once(server):
     assert status == 400, body
     (node_errors,) = body["node_errors"].values()
     assert len(node_errors["errors"]) == 1
-    assert "is method 'recommended' now" in node_errors["errors"][0]["details"]
+    assert "is method 'uncorrected' now" in node_errors["errors"][0]["details"]
 
 
 def test_help_pages_and_workflow_templates_are_served(server):

@@ -39,11 +39,30 @@ def test_every_input_may_be_linked():
     assert validating["SamplerDEIS"](method=None) is True
 
 
-def test_sampler_deis_refuses_an_earlier_releases_method_once_naming_the_method_that_replaced_it():
-    message = SAMPLERS.SamplerDEIS.VALIDATE_INPUTS("auto")
-    assert message.startswith("Sampler DEIS: method 'auto' is from a Sampler DEIS saved by an earlier release")
-    assert message.endswith("it is method 'recommended' now: set method to recommended")
-    assert SAMPLERS.SamplerDEIS.VALIDATE_INPUTS("corrected") is True
+@pytest.mark.parametrize("earlier, now", [("auto", "uncorrected"), ("corrected", "recommended")])
+def test_sampler_deis_refuses_an_earlier_releases_method_once_naming_the_method_that_replaced_it(earlier, now):
+    """0.1.0's variant auto is deis_auto, method uncorrected now; 0.2.0's method corrected is the recommendation."""
+    message = SAMPLERS.SamplerDEIS.VALIDATE_INPUTS(earlier)
+    assert message.startswith(f"Sampler DEIS: method '{earlier}' is from a Sampler DEIS saved by an earlier release")
+    assert message.endswith(f"it is method '{now}' now: set method to {now}")
+    assert SAMPLERS.SamplerDEIS.VALIDATE_INPUTS(now) is True
+
+
+def test_the_guidance_scale_is_read_from_comfyuis_guider_and_nothing_else():
+    """KSampler's and SamplerCustom's CFGGuider carries ``cfg``: the pack's samplers read it (corrector_max_cfg);
+    a guider without one (BasicGuider) or a non-number gives None, an unknown scale."""
+    class Guider:
+        cfg = 6.5
+
+    class Wrapped:  # ComfyUI's KSamplerX0Inpaint: the guider is its inner_model
+        inner_model = Guider()
+
+    read = PACK.nodes.model_info.guidance_of
+    assert read(Wrapped()) == 6.5
+    Guider.cfg = True
+    assert read(Wrapped()) is None
+    del Guider.cfg
+    assert read(Wrapped()) is None and read(object()) is None
 
 
 # --------------------------------------------------------------------------- one message, every problem
@@ -120,6 +139,8 @@ def test_an_input_the_chosen_option_does_not_use_is_ignored():
     off = dict(advanced_defaults(), corrector=False)
     assert acts(dict(off, corrector_max_angle=0.3)) == acts(off)
     assert acts(dict(off, corrector_max_angle=0.3, corrector=True)) != acts(dict(off, corrector=True))
+    assert acts(dict(off, corrector_data_scale=0.2)) == acts(off)
+    assert acts(dict(off, corrector_data_scale=0.2, corrector=True)) != acts(dict(off, corrector=True))
     options = SAMPLERS.scheduler_options("log_rho_uniform", kappa=3.0, power=9.0)
     assert options == SAMPLERS.scheduler_options("log_rho_uniform", kappa=2.0, power=7.0)
     assert SAMPLERS.scheduler_options("rho_polynomial", kappa=3.0, power=9.0)["power"] == 9.0

@@ -282,7 +282,7 @@ BAD_OPTIONS = [
     (dict(config="deis_sde", s_noise=float("inf")), "s_noise must be a number from 0 to 2"),
     (dict(time_map="sd15"), "time_map must be a deis.timemaps.TimeMap"),
     (dict(corrector="yes"), "corrector must be on or off (True or False)"),
-    (dict(config="deis_fast"), "unknown entry 'deis_fast'; the entries are deis_auto, deis_corrected, deis_sde"),
+    (dict(config="deis_fast"), "unknown entry 'deis_fast'; the entries are deis_corrected, deis_auto, deis_sde"),
     (dict(config=dict(degree=2)), "config must be a deis.Config"),
     (dict(tableau="rk4"), "rhoRK is its own sampler: call deis.sample_deis_rk"),
     (dict(corrector_max_step=1.0), "option 'corrector_max_step': it was removed"),

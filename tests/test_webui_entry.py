@@ -16,7 +16,7 @@ from benchmarks.problems import MIXTURE, relative_error
 from deis import DiscreteVPTime, FlowTime, sample_deis
 
 SCRIPT = __import__("pathlib").Path(__file__).resolve().parent.parent / "scripts" / "deis_webui.py"
-LABELS = ["DEIS auto", "DEIS corrected", "DEIS SDE"]
+LABELS = ["DEIS corrected", "DEIS auto", "DEIS SDE"]
 
 
 def fake_webui(forge=True):
@@ -143,8 +143,16 @@ def test_the_registered_samplers_run_the_core_model_aware(webui, form):
     torch.testing.assert_close(out, expected, rtol=0, atol=0)
     assert len(calls) == 10
     auto = samplers.all_samplers_map["DEIS auto"].constructor("sd_model").func(model, x, sigmas=sigmas, disable=True)
-    recommended = sample_deis(model, x, sigmas, disable=True, parameterisation=form, model_time_map=time_map)
-    torch.testing.assert_close(auto, recommended, rtol=0, atol=0)
+    uncorrected = sample_deis(model, x, sigmas, disable=True, parameterisation=form, model_time_map=time_map)
+    torch.testing.assert_close(auto, uncorrected, rtol=0, atol=0)
+    corrected = samplers.all_samplers_map["DEIS corrected"].constructor("sd_model").func
+    outs = []
+    for cfg in (1.0, 7.0):  # the WebUI's CFG scale reaches the core (corrector_max_cfg reads it)
+        outs.append(corrected(model, x, sigmas=sigmas, extra_args={"cond_scale": cfg}, disable=True))
+        expected = sample_deis(model, x, sigmas, disable=True, parameterisation=form, model_time_map=time_map,
+                               config="deis_corrected", cfg=cfg)
+        torch.testing.assert_close(outs[-1], expected, rtol=0, atol=0)
+    assert not torch.equal(*outs)  # above the entry's corrector_max_cfg the correction is left out
     if form == "flow":  # a flow model read as VE would give something else: the form is read
         assert not torch.allclose(auto, sample_deis(model, x, sigmas, disable=True, model_time_map=time_map))
     exact = MIXTURE.reference(x.numpy(), float(sigmas[0]), 0.0, form)
