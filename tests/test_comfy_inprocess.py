@@ -307,6 +307,29 @@ def test_recommended_with_eta_is_deis_sde_at_that_eta_and_the_model_is_read(comf
     torch.testing.assert_close(run(node.get_sampler("recommended", 0.0)[0]).double(), direct, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("kind", ["eps", "flow"])
+def test_deis_corrected_reads_the_cfg_scale_from_comfyuis_guider(comfy, models, kind):
+    """KSampler's cfg reaches deis_corrected through ComfyUI's CFGGuider: above the entry's corrector_max_cfg (4) it
+    samples exactly as its configuration without the corrector, at cfg 4 or less as the configuration itself."""
+    model, cond = models[kind], comfy_support.empty_conditioning()
+    latent = torch.zeros(1, 4, 8, 8)
+    noise = comfy.sample.prepare_noise(latent, 3)
+    sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "karras", 10)
+    config = comfy.pack.deis.named_config("deis_corrected", "flow" if kind == "flow" else "ve")
+    assert config.corrector_max_cfg == 4.0
+
+    def run(sampler, cfg):
+        return comfy.sample.sample_custom(model, noise, cfg, sampler, sigmas, cond, cond, latent, disable_pbar=True,
+                                          seed=5)
+
+    entry = comfy.samplers.sampler_object("deis_corrected")
+    uncorrected = comfy.samplers.KSAMPLER(comfy.pack.nodes.samplers.comfy_sampler(config.replace(corrector=False)))
+    corrected = comfy.samplers.KSAMPLER(comfy.pack.nodes.samplers.comfy_sampler(config.replace(corrector_max_cfg=None)))
+    assert torch.equal(run(entry, 6.0), run(uncorrected, 6.0))
+    assert torch.equal(run(entry, 4.0), run(corrected, 4.0))
+    assert not torch.equal(run(entry, 6.0), run(corrected, 6.0))
+
+
 # --------------------------------------------------------------------------- graph cases
 
 def test_ksampler_advanced_start_and_end_steps_chain(comfy, models):
