@@ -4,8 +4,8 @@
 
 Two small learned denoisers trained on scikit-learn's 8x8 digits (benchmarks/weights): an
 SD-style (VE) model, sampled with the karras schedule on SD1.5's sigma range, and a
-flow-matching model, sampled with the kl_optimal schedule (uniform in arctan sigma): the
-README's picks for 8 to 12 steps. Each sampler starts from the same 1,000 noises. The table
+flow-matching model, sampled with ComfyUI's beta schedule on a flow model of shift 3: the
+README's picks, with its recommended deis_corrected first. Each sampler starts from the same 1,000 noises. The table
 gives the error against the exact solution of the same ODE (DOP853), and the Frechet distance
 of the samples to the real digits in pixel space; the pictures (out/demo_digits.png,
 out/demo_flow_digits.png) show the first samples and their error maps. No ComfyUI is needed:
@@ -17,6 +17,7 @@ import argparse
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import k_diffusion.sampling as K
 
@@ -28,13 +29,19 @@ from deis import Config, sample_deis, sample_deis_corrected
 
 NFES = (8, 10, 12)
 SD15_SIGMA_RANGE = (0.0292, 14.6146)
-FLOW_SIGMA_MIN = 0.003
 
 
-def kl_optimal(n, sigma_min, sigma_max):
-    """ComfyUI's kl_optimal scheduler: n sigmas uniform in arctan(sigma), then 0."""
-    angles = torch.linspace(float(torch.tensor(sigma_max).atan()), float(torch.tensor(sigma_min).atan()), n)
-    return torch.cat([angles.tan(), torch.zeros(1)])
+def beta_flow(n, shift=3.0, a=0.6, b=0.6, timesteps=1000):
+    """ComfyUI's beta scheduler on a flow model with this shift: n timesteps at the quantiles of a Beta(a, b)
+    distribution, rounded to its table of sigmas (``shift t / (1 + (shift - 1) t)`` at ``t = k / 1000``), a
+    repeated timestep kept once, then 0."""
+    from scipy.stats import beta
+
+    t = np.arange(1, timesteps + 1) / timesteps
+    table = shift * t / (1 + (shift - 1) * t)
+    indices = np.rint(beta.ppf(1 - np.linspace(0, 1, n, endpoint=False), a, b) * (timesteps - 1)).astype(int)
+    kept = [k for j, k in enumerate(indices) if j == 0 or k != indices[j - 1]]
+    return torch.tensor(np.append(table[kept], 0.0), dtype=torch.float32)
 
 
 def dpmpp_2m_flow(model, x, sigmas):
@@ -64,19 +71,20 @@ SETTINGS = {
         kind="ve", title="learned SD-style digits model, karras schedule (SD1.5's sigma range)",
         schedule=lambda n: K.get_sigmas_karras(n, *SD15_SIGMA_RANGE),
         samplers={
-            "DEIS (deis_auto)": lambda m, x, s: sample_deis(m, x, s, disable=True),
             "DEIS corrected (deis_corrected)": lambda m, x, s: sample_deis_corrected(m, x, s, disable=True),
+            "DEIS uncorrected (deis_auto)": lambda m, x, s: sample_deis(m, x, s, disable=True),
             "DEIS tAB3 (the paper's)": lambda m, x, s: sample_deis(m, x, s, disable=True, config=Config()),
             "DDIM / Euler": lambda m, x, s: K.sample_euler(m, x, s, disable=True),
             "DPM-Solver++(2M)": lambda m, x, s: K.sample_dpmpp_2m(m, x, s, disable=True),
         }),
     "flow-digits": dict(
-        kind="flow", title="learned flow-matching digits model, kl_optimal schedule (shift 1)",
-        schedule=lambda n: kl_optimal(n, FLOW_SIGMA_MIN, 1.0),
+        kind="flow", title="learned flow-matching digits model, beta schedule (shift 3)",
+        schedule=lambda n: beta_flow(n),
         samplers={
-            "DEIS (deis_auto)": lambda m, x, s: sample_deis(m, x, s, disable=True, parameterisation="flow"),
             "DEIS corrected (deis_corrected)": lambda m, x, s: sample_deis_corrected(m, x, s, disable=True,
                                                                                      parameterisation="flow"),
+            "DEIS uncorrected (deis_auto)": lambda m, x, s: sample_deis(m, x, s, disable=True,
+                                                                       parameterisation="flow"),
             "DEIS tAB3 (the paper's)": lambda m, x, s: sample_deis(m, x, s, disable=True, parameterisation="flow",
                                                                    config=Config()),
             "DDIM / Euler": lambda m, x, s: sample_deis(m, x, s, disable=True, parameterisation="flow",
