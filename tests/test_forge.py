@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-LABELS = ["DEIS auto", "DEIS corrected", "DEIS SDE"]
-ALIASES = ["deis_auto", "deis_corrected", "deis_sde"]
+LABELS = ["DEIS corrected", "DEIS auto", "DEIS SDE"]
+ALIASES = ["deis_corrected", "deis_auto", "deis_sde"]
 CHECKPOINT = "deis-test-random-sd15.safetensors"
 
 
@@ -136,7 +136,7 @@ def test_forge_lists_runs_and_restarts_with_the_pack(forge_with_pack):
         "prompt": "a lighthouse", "steps": 4, "width": 64, "height": 64, "sampler_name": "DEIS corrected",
         "seed": 1, "cfg_scale": 5, "override_settings": {"sd_model_checkpoint": CHECKPOINT.rsplit(".", 1)[0]}})
     assert "Sampler: DEIS corrected" in json.loads(corrected["info"])["infotexts"][0]
-    assert corrected["images"][0] != result["images"][0]  # the corrector changes the image
+    assert corrected["images"][0] != result["images"][0]  # another configuration, another image
     # the stochastic entry, with the WebUI's eta: the same seed gives the same image
     sde = [server.post("/sdapi/v1/txt2img", {
         "prompt": "a lighthouse", "steps": 4, "width": 64, "height": 64, "sampler_name": "DEIS SDE", "seed": 7,
