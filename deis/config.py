@@ -115,6 +115,9 @@ class Config:
     def for_guidance(self, cfg):
         """The configuration a model guided at scale ``cfg`` (None: not known) is sampled with: without the
         corrector above ``corrector_max_cfg``."""
+        if cfg is not None and not (_is_number(cfg) and math.isfinite(cfg)):
+            raise ConfigError([f"cfg must be the guidance scale, a finite number, or None where it is not known; got "
+                               f"{cfg!r}"])
         if self.corrector and self.corrector_max_cfg is not None and cfg is not None and cfg > self.corrector_max_cfg:
             return self.replace(corrector=False)
         return self

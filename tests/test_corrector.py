@@ -197,3 +197,9 @@ def test_above_corrector_max_cfg_the_sampler_is_the_uncorrected_one():
     assert torch.equal(run(gated, cfg=4.0), corrected)
     assert torch.equal(run(gated), corrected)
     assert gated.plan_key(None) == Config(**CORRECTED).plan_key(None)
+
+
+@pytest.mark.parametrize("cfg", ["6", float("nan"), float("inf"), True])
+def test_a_guidance_scale_that_is_not_a_finite_number_is_refused(cfg):
+    with pytest.raises(ValueError, match="cfg must be the guidance scale"):
+        Config(**CORRECTED, corrector_max_cfg=4.0).for_guidance(cfg)
