@@ -187,8 +187,8 @@ def save_cache(results, path=CACHE):
 STEP_RANGES = ((5, 6), (8, 10, 12), (15, 20), (25, 30), (40, 50))
 #: The schedulers and steps the learned-model target looks at: what users run most.
 USUAL_SCHEDULERS, USUAL_NFES = ("normal", "karras", "simple", "beta"), (15, 20, 25, 30)
-#: The pack's ODE entries in the report: the recommended deis_auto (the release before's, selection.BASELINE, which
-#: the selection kept) and the corrected deis_corrected.
+#: The pack's ODE entries in this report of 0.2.0 (deis_auto, which 0.2.0 recommended, and deis_corrected; since
+#: 0.3.0 deis_corrected is the recommendation, benchmarks/recommendation.py).
 RECOMMENDED_NAME = "deis_auto"
 PACK = (RECOMMENDED_NAME, "deis_corrected")
 REFERENCES = ("deis", "dpmpp_2m", "uni_pc_bh2")

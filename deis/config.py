@@ -78,8 +78,9 @@ class Config:
         low=0.0, above=True, high=RIGHT_ANGLE, off=0.0, kind=float)
     corrector_data_scale: Optional[float] = option(
         None, "with the corrector: take each correction as one Newton step of the implicit step it approximates, the "
-              "model's response to x estimated for data of this spread per latent value; on long steps at low noise "
-              "(the last steps of normal) a plain correction removes only part of the predictor's error",
+              "model's response to x estimated as that of Gaussian data of this standard deviation (the scale of "
+              "fine detail, not of the latents); it acts where sigma falls below it, on the long last steps of "
+              "normal, where a plain correction removes only part of the predictor's error",
         low=0.0, above=True, high=1.0, off=0.0, kind=float)
     corrector_max_cfg: Optional[float] = option(
         None, "with the corrector: no correction when the model is guided above this CFG scale, where corrections "
@@ -115,9 +116,9 @@ class Config:
     def for_guidance(self, cfg):
         """The configuration a model guided at scale ``cfg`` (None: not known) is sampled with: without the
         corrector above ``corrector_max_cfg``."""
-        if cfg is not None and not (_is_number(cfg) and math.isfinite(cfg)):
-            raise ConfigError([f"cfg must be the guidance scale, a finite number, or None where it is not known; got "
-                               f"{cfg!r}"])
+        if cfg is not None and not (_is_number(cfg) and math.isfinite(cfg) and cfg >= 0):
+            raise ConfigError([f"cfg must be the guidance scale, a finite number from 0, or None where it is not "
+                               f"known; got {cfg!r}"])
         if self.corrector and self.corrector_max_cfg is not None and cfg is not None and cfg > self.corrector_max_cfg:
             return self.replace(corrector=False)
         return self

@@ -345,9 +345,9 @@ def implicit_factor(integrand, alpha, sigma, new_weight, data_scale):
     gives ``x_c - x_p`` divided by ``1 - b J``: the plain correction removes only ``1 - b J`` of the predictor's
     error. ``b`` is the new node's weight in x; ``J`` is the slope's response for Gaussian data of standard deviation
     ``s`` per latent value, whose denoiser is linear, ``dD/dx = alpha s^2 / (alpha^2 s^2 + sigma^2)`` (Tweedie),
-    and ``J = a - b' dD/dx`` for a slope ``a x - b' D``. Where ``sigma`` is well below ``s`` (the last steps of
-    ``normal`` on a model whose sigma_min is 0.01) ``b J`` reaches 0.6; at high noise ``J`` is near 0 for the data
-    integrand, and the factor near 1. At most ``MAX_IMPLICIT_FACTOR``."""
+    and ``J = a - b' dD/dx`` for a slope ``a x - b' D``. For the data integrand ``J`` is near 0 where sigma is well
+    above ``s`` (the factor near 1) and near ``1 / alpha`` well below it (at ``s = 0.05``, ``b J`` reaches 0.6 on
+    the last steps of ``normal`` on a model whose sigma_min is 0.01). At most ``MAX_IMPLICIT_FACTOR``."""
     alpha, sigma, spread = float(alpha), float(sigma), float(data_scale) ** 2
     response = alpha * spread / (alpha ** 2 * spread + sigma ** 2)
     coefficients = slope_coefficients(integrand, alpha, sigma)

@@ -15,10 +15,16 @@ def default_text(spec):
     return f" ({value})"
 
 
+def node_inputs(node):
+    """A node's inputs, required then optional, by name."""
+    types = node.INPUT_TYPES()
+    return {**types["required"], **types.get("optional", {})}
+
+
 def inputs_markdown(node):
     """One section per input: its name and default as the UI shows them, then its tooltip."""
     sections = []
-    for name, spec in node.INPUT_TYPES()["required"].items():
+    for name, spec in node_inputs(node).items():
         sections.append(f"### {name}{default_text(spec)}\n\n{spec[1]['tooltip']}\n")
     return f"{INPUTS_HEADING}\n\n" + "\n".join(sections)
 

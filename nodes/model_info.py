@@ -2,6 +2,7 @@
 ``model_sampling``."""
 
 import logging
+import numbers
 import weakref
 
 from ..deis import model_time_map
@@ -81,7 +82,26 @@ def model_options(model):
 
 
 def guidance_of(model):
-    """The CFG scale of the guider behind the denoiser ComfyUI hands a sampler (its CFGGuider's ``cfg``, which
-    KSampler and SamplerCustom set), or None where the guider has none (BasicGuider, DualCFGGuider's two scales)."""
-    cfg = getattr(getattr(model, "inner_model", None), "cfg", None)
-    return float(cfg) if isinstance(cfg, (int, float)) and not isinstance(cfg, bool) else None
+    """The CFG scale of the guider behind the denoiser ComfyUI hands a sampler, or None where it is not a number.
+
+    The guider is the inner model of ComfyUI's KSamplerX0Inpaint. CFGGuider (KSampler's and SamplerCustom's) holds
+    it as ``cfg``; BasicGuider inherits its ``cfg`` of 1, and applies no guidance; DualCFGGuider holds two scales,
+    ``cfg1`` and ``cfg2``, and the larger is read (its own ``cfg`` is the inherited 1)."""
+    guider = getattr(model, "inner_model", None)
+    names = ("cfg1", "cfg2") if hasattr(guider, "cfg1") or hasattr(guider, "cfg2") else ("cfg",)
+    scales = [as_scale(getattr(guider, name, None)) for name in names]
+    return None if None in scales else max(scales)
+
+
+def as_scale(value):
+    """A guidance scale as a Python float: a number, a numpy number or a tensor of one value; else None."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if getattr(value, "ndim", None) == 0 or getattr(value, "shape", None) == (1,):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            return None
+    return None

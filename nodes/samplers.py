@@ -23,8 +23,8 @@ from .model_info import guidance_of, model_options, parameterisation_of, time_ma
 ENTRY_DESCRIPTIONS = {
     "deis_corrected": "the recommended sampler: tAB1 with UniPC's corrector at no extra model call, each correction "
                       "taken as the implicit step it approximates, on the denoised image in the paper's VP time on "
-                      "SD-style models and on the v-prediction in flow time on flow models; above CFG 4 it leaves "
-                      "the correction out",
+                      "SD-style models and on the v-prediction in flow time on flow models, uncorrected over steps "
+                      "that span much of the way from noise to data and above CFG 4",
     "deis_auto": "the uncorrected DEIS, the paper's tAB with exact coefficients: tAB2 on the predicted noise in the "
                  "paper's VP time on SD-style models, tAB2 on the v-prediction in flow time on flow models",
     "deis_sde": "stochastic (eta 1): tAB1 on the denoised image in the model's own time, with the reverse SDE's "
@@ -214,6 +214,9 @@ OPENS_ON = CONFIGURATIONS["deis_corrected"]["ve"]
 ADVANCED_WIDGETS = ("variant", "degree", "integrand", "corrector", "final_degree", "max_amplification",
                     "max_step_angle", "corrector_max_angle", "eta", "s_noise", "corrector_data_scale",
                     "corrector_max_cfg")
+#: Inputs added in 0.3.0, optional so that a node saved before (an API prompt without them) still runs: absent,
+#: each is off, as it was.
+ADDED_INPUTS = ("corrector_data_scale", "corrector_max_cfg")
 
 
 def widget_value(config, name):
@@ -233,7 +236,8 @@ def advanced_config(**widgets):
     if widgets["degree"] == 0:
         problems.append("degree 0 is DDIM whatever the variant; set degree to 1 or more, or use Sampler DEIS's "
                         "method DDIM")
-    options = {name: widgets[name] for name in ADVANCED_WIDGETS if name != "variant"}
+    options = {name: widgets.get(name, OPTIONS[name].metadata["off"]) if name in ADDED_INPUTS else widgets[name]
+               for name in ADVANCED_WIDGETS if name != "variant"}
     for name, value in options.items():  # a limit at 0 is off
         if OPTIONS[name].metadata["off"] is not None and value == OPTIONS[name].metadata["off"]:
             options[name] = None
@@ -276,7 +280,8 @@ class SamplerDEISAdvanced:
         eta, text = inputs["eta"]
         inputs["eta"] = (eta, {**text, "tooltip": text["tooltip"] + " Above 0 it needs integrand data, degree 2 or "
                                                                     "less and final_degree 0."})
-        return {"required": inputs}
+        return {"required": {name: spec for name, spec in inputs.items() if name not in ADDED_INPUTS},
+                "optional": {name: inputs[name] for name in ADDED_INPUTS}}
 
     def get_sampler(self, **widgets):  # ComfyUI passes the inputs by name: ADVANCED_WIDGETS
         import comfy.samplers

@@ -540,7 +540,7 @@ def test_the_advanced_node_with_its_help_pages_settings_is_deis_corrected(comfy,
     import re
 
     samplers, model = comfy.pack.nodes.samplers, models[kind]
-    inputs = samplers.SamplerDEISAdvanced.INPUT_TYPES()["required"]
+    inputs = comfy.pack.nodes.help.node_inputs(samplers.SamplerDEISAdvanced)
     widgets = {name: spec[1]["default"] for name, spec in inputs.items()}
     if kind == "flow":
         page = " ".join((comfy_support.REPO / "web" / "docs" / "SamplerDEISAdvanced.md").read_text().split())

@@ -199,7 +199,18 @@ def test_above_corrector_max_cfg_the_sampler_is_the_uncorrected_one():
     assert gated.plan_key(None) == Config(**CORRECTED).plan_key(None)
 
 
-@pytest.mark.parametrize("cfg", ["6", float("nan"), float("inf"), True])
+@pytest.mark.parametrize("cfg", ["6", float("nan"), float("inf"), True, -1.0])
 def test_a_guidance_scale_that_is_not_a_finite_number_is_refused(cfg):
     with pytest.raises(ValueError, match="cfg must be the guidance scale"):
         Config(**CORRECTED, corrector_max_cfg=4.0).for_guidance(cfg)
+
+
+def test_the_implicit_factor_is_capped():
+    """1 / (1 - b J) grows without bound as b J nears 1 and is negative beyond: it is held at MAX_IMPLICIT_FACTOR
+    there, and below the cap it is the formula."""
+    cap = plan_module.MAX_IMPLICIT_FACTOR
+    # The data integrand at sigma far below the data scale: J = dD/dx is near 1 / alpha = 1.
+    assert plan_module.implicit_factor("data", 1.0, 1e-4, 0.5, 1.0) == pytest.approx(2.0, rel=1e-6)
+    for weight in (0.8, 1.0, 2.0):
+        assert plan_module.implicit_factor("data", 1.0, 1e-4, weight, 1.0) == cap
+    assert plan_module.implicit_factor("data", 1.0, 1e-4, -1.0, 1.0) == pytest.approx(0.5, rel=1e-6)

@@ -9,6 +9,7 @@ import itertools
 import logging
 import re
 
+import numpy as np
 import pytest
 import torch
 
@@ -22,7 +23,8 @@ NODES = PACK.nodes.NODE_CLASS_MAPPINGS
 
 
 def advanced_defaults():
-    return {name: spec[1]["default"] for name, spec in SAMPLERS.SamplerDEISAdvanced.INPUT_TYPES()["required"].items()}
+    inputs = PACK.nodes.help.node_inputs(SAMPLERS.SamplerDEISAdvanced)
+    return {name: spec[1]["default"] for name, spec in inputs.items()}
 
 
 # --------------------------------------------------------------------------- linked inputs
@@ -59,10 +61,33 @@ def test_the_guidance_scale_is_read_from_comfyuis_guider_and_nothing_else():
 
     read = PACK.nodes.model_info.guidance_of
     assert read(Wrapped()) == 6.5
+    for scale in (np.float32(6.5), torch.tensor(6.5)):
+        Guider.cfg = scale
+        assert read(Wrapped()) == 6.5
     Guider.cfg = True
     assert read(Wrapped()) is None
     del Guider.cfg
     assert read(Wrapped()) is None and read(object()) is None
+
+
+def test_a_dual_cfg_guider_gives_its_larger_scale():
+    """DualCFGGuider inherits CFGGuider's cfg of 1 and guides with cfg1 and cfg2: the larger is the scale."""
+    class DualGuider:
+        cfg, cfg1, cfg2 = 1.0, 3.0, 8.0
+
+    class Wrapped:
+        inner_model = DualGuider()
+
+    assert PACK.nodes.model_info.guidance_of(Wrapped()) == 8.0
+
+
+def test_a_sampler_deis_advanced_saved_before_its_added_inputs_runs_without_them():
+    """A 0.2.0 node (an API prompt without corrector_data_scale and corrector_max_cfg) runs with both off, as then;
+    a new node opens on them set as deis_corrected has them."""
+    saved = {name: value for name, value in advanced_defaults().items() if name not in SAMPLERS.ADDED_INPUTS}
+    config = SAMPLERS.advanced_config(**saved)
+    assert config.corrector_data_scale is None and config.corrector_max_cfg is None
+    assert set(SAMPLERS.SamplerDEISAdvanced.INPUT_TYPES()["optional"]) == set(SAMPLERS.ADDED_INPUTS)
 
 
 # --------------------------------------------------------------------------- one message, every problem
@@ -159,7 +184,7 @@ def test_sampler_deis_advanced_opens_on_deis_correcteds_sd_style_configuration()
 
 
 def test_widget_ranges_and_tooltips_come_from_the_declaration():
-    inputs = SAMPLERS.SamplerDEISAdvanced.INPUT_TYPES()["required"]
+    inputs = PACK.nodes.help.node_inputs(SAMPLERS.SamplerDEISAdvanced)
     for name in SAMPLERS.ADVANCED_WIDGETS[1:]:
         spec, declared = inputs[name][1], CORE.OPTIONS[name].metadata
         meaning = declared["meaning"]
@@ -176,7 +201,7 @@ def test_a_changed_declaration_changes_the_widget(monkeypatch):
     """The mutation the test above must catch: a meaning changed in the declaration alone reaches the tooltip."""
     field = CORE.OPTIONS["final_degree"]
     monkeypatch.setattr(field, "metadata", {**field.metadata, "meaning": "changed in one place"})
-    tooltip = SAMPLERS.SamplerDEISAdvanced.INPUT_TYPES()["required"]["final_degree"][1]["tooltip"]
+    tooltip = PACK.nodes.help.node_inputs(SAMPLERS.SamplerDEISAdvanced)["final_degree"][1]["tooltip"]
     assert "Changed in one place." in tooltip
 
 
@@ -189,7 +214,7 @@ def test_help_pages_list_each_input_as_its_tooltip_says(path, expected):
 def test_every_input_has_a_tooltip_and_the_help_page_shows_its_default():
     for name, node in NODES.items():
         page = (PACK_ROOT / "web" / "docs" / f"{name}.md").read_text()
-        for input_name, spec in node.INPUT_TYPES()["required"].items():
+        for input_name, spec in PACK.nodes.help.node_inputs(node).items():
             assert len(spec) > 1 and spec[1].get("tooltip"), (name, input_name)
             assert f"### {input_name}{PACK.nodes.help.default_text(spec)}\n" in page, (name, input_name)
             if "default" in spec[1] and spec[0] != "BOOLEAN":

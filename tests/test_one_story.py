@@ -167,7 +167,7 @@ def test_a_workflow_that_contradicts_the_table_is_caught(tmp_path):
 
 def test_each_variant_is_described_once_the_same_way_in_the_tooltip_and_the_help_page():
     samplers = pack().nodes.samplers
-    tooltip = samplers.SamplerDEISAdvanced.INPUT_TYPES()["required"]["variant"][1]["tooltip"]
+    tooltip = pack().nodes.help.node_inputs(samplers.SamplerDEISAdvanced)["variant"][1]["tooltip"]
     help_page = (REPO / "web" / "docs" / "SamplerDEISAdvanced.md").read_text()
     for name, text in samplers.VARIANT_TEXT.items():
         assert f"{name}: {text}." in tooltip, name
@@ -175,11 +175,14 @@ def test_each_variant_is_described_once_the_same_way_in_the_tooltip_and_the_help
 
 
 def test_deis_corrected_is_the_configuration_the_recommendation_search_chose():
-    """benchmarks/recommendation.py's choice (its report asserts CHOSEN is what the results choose) is the entry's
-    configuration in each form: the README's numbers are the shipped sampler's."""
+    """The choice the committed results record (benchmarks/results/recommendation.md; its report asserts that CHOSEN is
+    what the results choose) is the entry's configuration in each form: the README's numbers are the shipped
+    sampler's."""
     from benchmarks.recommendation import CANDIDATES, CHOSEN
 
     core = pack().deis
+    results = (REPO / "benchmarks" / "results" / "recommendation.md").read_text()
+    assert re.findall(r"^Chosen: `([^`]+)`", results, re.M) == [CHOSEN["sd"], CHOSEN["flow"]]
     for form, name in (("sd", "ve"), ("flow", "flow")):
         options = dict(CANDIDATES[form][CHOSEN[form]])
         time = options.pop("time", "model")
