@@ -129,8 +129,10 @@ def sample_deis(model, x, sigmas, extra_args=None, callback=None, disable=None, 
         slopes.appendleft(denoised if step.slope is None else slope(x, denoised, step.slope))
         if step.keep_eps_hat:
             eps_hats.appendleft(slope(x, denoised, step.keep_eps_hat))
-        if step.corrected_update:  # UniC's correction (the step that led here, again with the slope here as one
-            x = advance(x, denoised, step.corrected_update, slopes)  # more node) and this step, in one update
+        if step.corrected_update:
+            # UniC's correction (the step that led here, taken again with the slope here as one more node) and
+            # this step, folded into one update.
+            x = advance(x, denoised, step.corrected_update, slopes)
         else:
             if step.correction:  # the step into 0 on the kept eps_hat: the correction first
                 x = x + step.correction[0] * slopes[0]
