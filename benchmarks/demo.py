@@ -17,10 +17,10 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import k_diffusion.sampling as K
 
+from benchmarks import schedules
 from benchmarks.digits import load_data, load_denoiser
 from benchmarks.families import reference_solution
 from benchmarks.pictures import draw, relative_l2
@@ -29,19 +29,6 @@ from deis import Config, sample_deis, sample_deis_corrected
 
 NFES = (8, 10, 12)
 SD15_SIGMA_RANGE = (0.0292, 14.6146)
-
-
-def beta_flow(n, shift=3.0, a=0.6, b=0.6, timesteps=1000):
-    """ComfyUI's beta scheduler on a flow model with this shift: n timesteps at the quantiles of a Beta(a, b)
-    distribution, rounded to its table of sigmas (``shift t / (1 + (shift - 1) t)`` at ``t = k / 1000``), a
-    repeated timestep kept once, then 0."""
-    from scipy.stats import beta
-
-    t = np.arange(1, timesteps + 1) / timesteps
-    table = shift * t / (1 + (shift - 1) * t)
-    indices = np.rint(beta.ppf(1 - np.linspace(0, 1, n, endpoint=False), a, b) * (timesteps - 1)).astype(int)
-    kept = [k for j, k in enumerate(indices) if j == 0 or k != indices[j - 1]]
-    return torch.tensor(np.append(table[kept], 0.0), dtype=torch.float32)
 
 
 def dpmpp_2m_flow(model, x, sigmas):
@@ -79,7 +66,7 @@ SETTINGS = {
         }),
     "flow-digits": dict(
         kind="flow", title="learned flow-matching digits model, beta schedule (shift 3)",
-        schedule=lambda n: beta_flow(n),
+        schedule=lambda n: torch.from_numpy(schedules.flow_beta(n)).float(),
         samplers={
             "DEIS corrected (deis_corrected)": lambda m, x, s: sample_deis_corrected(m, x, s, disable=True,
                                                                                      parameterisation="flow"),

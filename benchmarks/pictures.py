@@ -99,9 +99,9 @@ def main():
              "of the README's table.", "", "| model | scheduler | CFG | sampler | " +
              " | ".join(f"{n} steps" for n in NFES) + " |", "|---|---|---:|---|" + "---:|" * len(NFES)]
     for family, (kind, form) in SETTINGS.items():
-        scheduler = TABLE[form]
+        scheduler, parameterisation = TABLE[form], "flow" if form == "flow" else "ve"
         guidance = FAMILIES[family].guidance
-        denoiser = FAMILIES[family].denoiser(form if form == "flow" else "ve")
+        denoiser = FAMILIES[family].denoiser(parameterisation)
         model = comfy_support.exact_model(kind, denoiser=denoiser)
         model_sampling = model.get_model_object("model_sampling")
         shape = (BATCH, 4, 4, 4)
@@ -114,8 +114,8 @@ def main():
                 out, sigmas = run(model, kind, name, scheduler, nfe, noise, latent, guidance)
                 if reference is None:
                     start = model_sampling.noise_scaling(sigmas[0], noise, latent, True).double().numpy()
-                    reference = reference_solution(FAMILIES[family].reference_denoiser(
-                        form if form == "flow" else "ve"), start, float(sigmas[0])).reshape(BATCH, 64)
+                    reference = reference_solution(FAMILIES[family].reference_denoiser(parameterisation), start,
+                                                   float(sigmas[0])).reshape(BATCH, 64)
                 rows[name][nfe] = out.double().numpy().reshape(BATCH, 64)
             errors = " | ".join(f"{relative_l2(rows[name][n], reference):.3f}" for n in NFES)
             lines.append(f"| {family} | {scheduler} | {guidance or 1:g} | {name} | {errors} |")

@@ -58,7 +58,6 @@ import argparse
 import itertools
 import json
 import math
-import sys
 from pathlib import Path
 
 import torch
@@ -177,21 +176,26 @@ def rule_1_failures(results, name, cells_by_family):
     return out
 
 
-def drift_shares(results, name, cells_by_family):
-    """Per family: the share of its cells above ``DRIFT`` times deis's error."""
-    shares = {}
+def drift_counts(results, name, cells_by_family):
+    """Per family: how many of its cells are above ``DRIFT`` times deis's error, of how many with a ratio."""
+    counts = {}
     for family in cells_by_family:
         values = [ratio(results, c, name, "deis") for c in cells(cells_by_family, [family])]
         values = [v for v in values if v is not None]
-        shares[family] = sum(v > DRIFT for v in values) / len(values) if values else 0.0
-    return shares
+        counts[family] = (sum(v > DRIFT for v in values), len(values))
+    return counts
+
+
+def drift_shares(results, name, cells_by_family):
+    """Per family: the share of its cells above ``DRIFT`` times deis's error."""
+    return {family: over / total if total else 0.0
+            for family, (over, total) in drift_counts(results, name, cells_by_family).items()}
 
 
 def rule_2_excess(results, name, cells_by_family):
     """Cells above DRIFT times deis's in the families over the 5 % share."""
-    shares = drift_shares(results, name, cells_by_family)
-    return sum(sum(1 for c in cells(cells_by_family, [family]) if (ratio(results, c, name, "deis") or 0) > DRIFT)
-               for family, share in shares.items() if share > MAX_DRIFT_SHARE)
+    return sum(over for over, total in drift_counts(results, name, cells_by_family).values()
+               if total and over / total > MAX_DRIFT_SHARE)
 
 
 def balanced(results, name, cells_by_family, against, families=None):
@@ -244,36 +248,28 @@ def rank_table(ranked, limit=None):
 
 # --------------------------------------------------------------------------- what a user reads
 
-def best_scheduler(results, name, cells_by_family):
-    """The scheduler on which ``name``'s error (family-balanced geometric mean over 8 to 30 NFE) is lowest, and that
-    error on each scheduler."""
-    def error(scheduler):
-        per_family = []
-        for family, models in cells_by_family.items():
-            values = [results.get((family, m, scheduler, n, name)) for m in models for n in NFES]
-            values = [v for v in values if v is not None and math.isfinite(v) and v > 0]
-            if values:
-                per_family.append(geomean(values))
-        return geomean(per_family)
-    errors = {s: error(s) for s in SCHEDULERS}
-    return min(SCHEDULERS, key=errors.get), errors
-
-
-def balanced_error(results, name, scheduler, nfe, cells_by_family):
-    """The family-balanced geometric mean of the relative error itself, on one scheduler at one NFE."""
+def balanced_error(results, name, cells_by_family, scheduler, nfes):
+    """The family-balanced geometric mean of ``name``'s relative error itself on one scheduler at ``nfes``."""
     per_family = []
     for family, models in cells_by_family.items():
-        values = [results.get((family, m, scheduler, nfe, name)) for m in models]
+        values = [results.get((family, m, scheduler, n, name)) for m in models for n in nfes]
         values = [v for v in values if v is not None and math.isfinite(v) and v > 0]
         if values:
             per_family.append(geomean(values))
     return geomean(per_family)
 
 
+def best_scheduler(results, name, cells_by_family):
+    """The scheduler on which ``name``'s error (family-balanced geometric mean over 8 to 30 NFE) is lowest, and that
+    error on each scheduler."""
+    errors = {s: balanced_error(results, name, cells_by_family, s, NFES) for s in SCHEDULERS}
+    return min(SCHEDULERS, key=errors.get), errors
+
+
 def steps_to_match(results, name, scheduler, target, cells_by_family):
     """The NFE at which ``name`` on ``scheduler`` first reaches the error ``target``, interpolated in log-log
     between measured NFEs; None beyond the last one measured."""
-    points = [(n, balanced_error(results, name, scheduler, n, cells_by_family)) for n in BUILTIN_NFES]
+    points = [(n, balanced_error(results, name, cells_by_family, scheduler, [n])) for n in BUILTIN_NFES]
     points = [(n, e) for n, e in points if math.isfinite(e)]
     for (n0, e0), (n1, e1) in zip(points, points[1:]):
         if e0 <= target:
@@ -289,7 +285,7 @@ def steps_saved(results, name, scheduler, cells_by_family, at=(10, 20)):
     steps it needs to match it."""
     out = {}
     for nfe in at:
-        target = balanced_error(results, name, scheduler, nfe, cells_by_family)
+        target = balanced_error(results, name, cells_by_family, scheduler, [nfe])
         best = None
         for builtin, sched in itertools.product(BUILTINS, SCHEDULERS):
             steps = steps_to_match(results, builtin, sched, target, cells_by_family)
@@ -316,7 +312,6 @@ def main():
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     forms = [args.form] if args.form else list(TUNING)
     if args.what != "report":
         comfy_accuracy.comfy_support.import_pack()

@@ -276,7 +276,7 @@ def multistep_plan(sigmas, config, param, time_map=None):
         if config.corrector_data_scale is not None:
             scale_at_end *= implicit_factor(integrand, alpha[i + 1], sigmas[i + 1], scale_at_end * difference[0],
                                             config.corrector_data_scale)
-        corrections[i + 1] = tuple(float(scale_at_end) * d for d in difference)
+        corrections[i + 1] = tuple(scale_at_end * d for d in difference)
 
     final_history = len(C[-1]) if into_zero else 0
 

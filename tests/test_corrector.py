@@ -115,7 +115,7 @@ def oracle_implicit(model, x, sigmas, config, parameterisation):
 
 
 @pytest.mark.parametrize("form, sigmas, options", [
-    ("ve", np.append(schedules.DiscreteVPTime.from_betas(1e-4, 0.02).rho_of_t(np.linspace(999, 0, 10)), []), {}),
+    ("ve", schedules.normal(schedules.DiscreteVPTime.from_betas(1e-4, 0.02), 10)[:-1], {}),
     ("ve", schedules.karras(12, 0.01, 14.6)[:-1], dict(degree=2)),
     ("flow", schedules.flow_shift(12)[1:-1], dict(integrand="v", degree=2, time_map=None)),
 ])
@@ -142,8 +142,7 @@ def test_the_implicit_correction_is_the_implicit_step_on_data_of_its_scale(form,
 
 def x4_normal(steps):
     """ComfyUI's normal scheduler on the x4 upscaler's table (linear betas 1e-4 to 0.02: sigma 0.01 to 37), then 0."""
-    table = schedules.DiscreteVPTime.from_betas(1e-4, 0.02)
-    return np.append(table.rho_of_t(np.linspace(table.sigmas.size - 1, 0, steps)), 0.0)
+    return schedules.normal(schedules.DiscreteVPTime.from_betas(1e-4, 0.02), steps)
 
 
 def test_the_implicit_correction_holds_normal_on_sigma_min_0_01_to_the_uncorrected_error():
